@@ -1,0 +1,220 @@
+"""The training loop shared by every task (language model, motion VAE, LLaMo stages).
+
+One readable loop in banner-commented sections, big_vision style. Generic
+machinery lives here; what differs between objectives lives in `llamo_jax.tasks`.
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+from clu import parameter_overview
+from clu import periodic_actions
+from etils import epath
+from flax import nnx
+
+from llamo_jax import checkpoints
+from llamo_jax import optimizer as optimizer_lib
+from llamo_jax import sharding
+from llamo_jax import tasks
+
+# Config keys that may change between a run and its resumption; anything else
+# that differs (model shapes, task, data) makes the checkpoint incompatible.
+RESUMABLE_CHANGES = ("total_steps", "log_every", "eval_every", "checkpoint_every",
+                     "max_checkpoints", "async_checkpoints", "stop_after_steps")
+
+
+class NonFiniteError(FloatingPointError):
+  """A logged metric became NaN or inf."""
+
+
+def check_config_against_workdir(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
+  """Writes `config.json` on the first run; on resume, refuses a config that changed."""
+  path = workdir / "config.json"
+  current = json.loads(config.to_json_best_effort(sort_keys=True))
+  if not path.exists():
+    if jax.process_index() == 0:
+      path.write_text(json.dumps(current, indent=2, sort_keys=True))
+    return
+  previous = json.loads(path.read_text())
+  changed = sorted(k for k in set(previous) | set(current)
+                   if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k))
+  if changed:
+    raise ValueError(
+        f"{workdir} holds a run with a different config (keys {changed} differ from {path}). "
+        "Use a new --workdir, or pass the same config to resume that run.")
+
+
+def make_train_step(task: tasks.Task, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: jax.Array):
+  """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller."""
+
+  def loss_and_grads(params, frozen, batch, rng):
+    def loss_fn(p):
+      model = nnx.merge(graphdef, p, frozen)
+      return task.loss(model, batch, rng)
+    return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+  def train_step(state, batch):
+    step = state["step"]
+    rng = jax.random.fold_in(base_rng, step)
+    if grad_accum_steps == 1:
+      (loss, metrics), grads = loss_and_grads(state["params"], state["frozen"], batch, rng)
+    else:
+      micro = jax.tree.map(
+          lambda x: x.reshape((grad_accum_steps, x.shape[0] // grad_accum_steps) + x.shape[1:]), batch)
+
+      def body(carry, xs):
+        i, mb = xs
+        (l, m), g = loss_and_grads(state["params"], state["frozen"], mb, jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, carry, (l, m, g)), None
+
+      zeros = jax.eval_shape(loss_and_grads, state["params"], state["frozen"],
+                             jax.tree.map(lambda x: x[0], micro), rng)
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (zeros[0][0], zeros[0][1], zeros[1]))
+      (loss, metrics, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(grad_accum_steps), micro))
+      loss, metrics, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, metrics, grads))
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(step))
+    new_state = dict(state, step=step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  host = jax.device_get(history)
+  return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+
+
+def _check_finite(metrics: dict[str, float], step: int) -> None:
+  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+  if bad:
+    raise NonFiniteError(
+        f"Non-finite metrics at step {step}: {bad}. The last good checkpoint is kept; lower "
+        "config.optimizer.lr, enable config.optimizer.grad_clip, or check the data for NaNs.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> dict[str, float]:
+  """Trains `config.task` in `workdir`, resuming from its latest checkpoint if any.
+
+  Returns the last logged training metrics (averaged over the last log interval).
+  """
+  # ------------------------------------------------------------------ setup
+  workdir = epath.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  check_config_against_workdir(config, workdir)
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  rules = sharding.rules_from_config(config.get("logical_axis_rules", None))
+  task = tasks.get_task(config, workdir, mesh)
+  task.prepare()
+  writer = metric_writers.create_default_writer(
+      str(workdir / "tensorboard"), just_logging=jax.process_index() > 0, asynchronous=True)
+  total_steps = int(config.total_steps)
+  logging.info("mesh %s, %d processes, %d devices", dict(mesh.shape), jax.process_count(),
+               jax.device_count())
+
+  # ------------------------------------------------------------------ data
+  train_iter = task.make_loader("train", seed=config.seed, process_index=jax.process_index(),
+                                process_count=jax.process_count())
+
+  # ------------------------------------------------------------------ model and optimizer
+  # Created already sharded: eval_shape -> shardings -> jit(init, out_shardings).
+  with jax.sharding.use_mesh(mesh):
+    model = sharding.create_sharded(lambda: task.make_model(nnx.Rngs(config.seed)), mesh, rules)
+    task.load_pretrained(model)
+    graphdef, params, frozen = nnx.split(model, task.trainable, ...)
+    del model
+    tx, schedule = optimizer_lib.make_optimizer(config.optimizer, total_steps, params)
+    param_shardings = jax.tree.map(lambda x: x.sharding, params)
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    abstract_opt = jax.eval_shape(tx.init, params)
+    opt_shardings = optax.tree_map_params(
+        tx, lambda _, s: s, abstract_opt, param_shardings,
+        transform_non_params=lambda _: replicated,
+        is_leaf=lambda x: isinstance(x, nnx.Variable))
+    opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+    state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated),
+             "params": params, "opt_state": opt_state, "frozen": frozen}
+    state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  if jax.process_index() == 0:
+    parameter_overview.log_parameter_overview(nnx.to_pure_dict(params), msg="trainable parameters")
+  n_trainable = sum(x.size for x in jax.tree.leaves(params))
+  n_frozen = sum(x.size for x in jax.tree.leaves(frozen))
+  logging.info("parameters: %d trainable, %d frozen", n_trainable, n_frozen)
+
+  # ------------------------------------------------------------------ resume
+  ckpt = checkpoints.Checkpointer(
+      workdir / "checkpoints", max_to_keep=config.get("max_checkpoints", 3),
+      save_interval_steps=config.checkpoint_every, async_save=config.get("async_checkpoints", True))
+  start_step = 0
+  if ckpt.latest_step is not None:
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
+    state, meta = ckpt.restore(ckpt.latest_step, abstract, train_iter)
+    start_step = int(jax.device_get(state["step"]))
+    logging.info("resumed from step %d (%s)", start_step, meta)
+  else:
+    writer.write_hparams({k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))})
+
+  # ------------------------------------------------------------------ train step
+  first = next(train_iter)
+  dev_first = task.device_batch(first)
+  batch_sharding = sharding.batch_sharding(mesh)
+  accum = int(config.get("grad_accum_steps", 1))
+  step_fn = jax.jit(
+      make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed)),
+      in_shardings=(state_shardings, batch_sharding),
+      out_shardings=(state_shardings, None),
+      donate_argnums=(0,))
+  unit, per_batch = task.units_per_batch(dev_first)
+  per_batch *= jax.process_count()
+
+  # ------------------------------------------------------------------ loop
+  hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                           every_steps=config.log_every)]
+  preemption = checkpoints.PreemptionWatcher()
+  stop_after = config.get("stop_after_steps", None)  # for tests: simulate a kill
+  history: list[dict[str, jax.Array]] = []
+  last_metrics: dict[str, float] = {}
+  step, batch, t_log = start_step, first, time.time()
+  try:
+    while step < total_steps:
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        state, metrics = step_fn(state, task.global_batch(batch))
+      history.append(metrics)
+      step += 1
+      for hook in hooks:
+        hook(step)
+      if step % config.log_every == 0 or step == total_steps:
+        last_metrics = _mean_metrics(history)
+        _check_finite(last_metrics, step)
+        dt = time.time() - t_log
+        last_metrics[f"{unit}_per_sec"] = per_batch * len(history) / max(dt, 1e-9)
+        writer.write_scalars(step, {f"train/{k}": v for k, v in last_metrics.items()})
+        history, t_log = [], time.time()
+      if config.get("eval_every", 0) and (step % config.eval_every == 0 or step == total_steps):
+        with jax.sharding.use_mesh(mesh):
+          eval_metrics = task.evaluate(nnx.merge(graphdef, state["params"], state["frozen"]), step, writer)
+        if eval_metrics:
+          writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+      stop = preemption.should_stop() or (stop_after is not None and step >= stop_after)
+      ckpt.save(step, state, train_iter, {"step": step}, force=stop or step == total_steps)
+      if stop:
+        logging.warning("stopping at step %d (preemption or stop_after_steps); checkpoint saved", step)
+        break
+      if step < total_steps:
+        batch = next(train_iter)
+  finally:
+    ckpt.close()
+    writer.flush()
+    preemption.restore_handler()
+  return last_metrics

@@ -1,0 +1,51 @@
+"""llamo_jax: LLaMo (unified motion + language from a pretrained LLM) in JAX/Flax NNX."""
+import setuptools
+
+# Pinned: these versions are installed together and tested on Python 3.11 by .ci/run.
+INSTALL_REQUIRES = [
+    "jax==0.10.2",
+    "jaxlib==0.10.2",
+    "flax==0.12.8",
+    "optax==0.2.8",
+    "orbax-checkpoint==0.12.8",
+    "grain==0.2.18",
+    "array_record==0.8.6",
+    "tensorflow-datasets==4.9.10",
+    "importlib_resources==7.1.0",
+    "sentencepiece==0.2.3",
+    "tokenizers==0.23.3",
+    "ml-collections==1.1.0",
+    "clu==0.0.12",
+    # clu's metric writers and periodic actions import TensorFlow.
+    "tensorflow-cpu==2.21.0",
+    "tensorboard==2.21.0",
+    "numpy==2.4.6",
+    "scipy==1.17.1",
+    "matplotlib==3.11.2",
+    "pillow==13.0.0",
+    "absl-py==2.5.1",
+    "etils==1.15.0",
+]
+
+# PyTorch side: HF import/export checks and the PyTorch export. torch is pinned
+# exactly so pip never resolves a range to a multi-GB CUDA build.
+TORCH_REQUIRES = [
+    "torch==2.13.0",
+    "transformers==5.24.0",
+    "safetensors==0.8.0",
+    "gguf==0.19.0",
+    "accelerate==1.15.0",
+]
+
+setuptools.setup(
+    name="llamo_jax",
+    version="0.1.0",
+    description=__doc__,
+    python_requires=">=3.11,<3.12",
+    packages=setuptools.find_packages(include=["llamo_jax", "llamo_jax.*", "data_pipelines", "data_pipelines.*"]),
+    install_requires=INSTALL_REQUIRES,
+    extras_require={
+        "torch": TORCH_REQUIRES,
+        "test": TORCH_REQUIRES + ["pytest==9.2.0"],
+    },
+)
