@@ -15,7 +15,6 @@ from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from llamo_jax import pretrained
 from llamo_jax.data import text as text_data
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models.llama import Llama, LlamaConfig
@@ -70,6 +69,7 @@ class LanguageModelTask(base.Task):
 
   def load_pretrained(self, model: nnx.Module) -> None:
     if self.config.get("init_from", ""):
+      from llamo_jax import pretrained  # pylint: disable=g-import-not-at-top
       cfg, loaded, _ = pretrained.load_pretrained(self.config.init_from)
       if cfg != self.model_config:
         raise ValueError(f"config.model does not match the pretrained model in {self.config.init_from}: "
