@@ -129,23 +129,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
 
   # ------------------------------------------------------------------ model and optimizer
   # Created already sharded: eval_shape -> shardings -> jit(init, out_shardings).
-  with jax.sharding.use_mesh(mesh):
-    model = sharding.create_sharded(lambda: task.make_model(nnx.Rngs(config.seed)), mesh, rules)
-    task.load_pretrained(model)
-    graphdef, params, frozen = nnx.split(model, task.trainable, ...)
-    del model
-    tx, schedule = optimizer_lib.make_optimizer(config.optimizer, total_steps, params)
-    param_shardings = jax.tree.map(lambda x: x.sharding, params)
-    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    abstract_opt = jax.eval_shape(tx.init, params)
-    opt_shardings = optax.tree_map_params(
-        tx, lambda _, s: s, abstract_opt, param_shardings,
-        transform_non_params=lambda _: replicated,
-        is_leaf=lambda x: isinstance(x, nnx.Variable))
-    opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
-    state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated),
-             "params": params, "opt_state": opt_state, "frozen": frozen}
-    state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  model = sharding.create_sharded(lambda: task.make_model(nnx.Rngs(config.seed)), mesh, rules)
+  task.load_pretrained(model)
+  graphdef, params, frozen = nnx.split(model, task.trainable, ...)
+  del model
+  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, total_steps, params)
+  param_shardings = jax.tree.map(lambda x: x.sharding, params)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  abstract_opt = jax.eval_shape(tx.init, params)
+  opt_shardings = optax.tree_map_params(
+      tx, lambda _, s: s, abstract_opt, param_shardings,
+      transform_non_params=lambda _: replicated,
+      is_leaf=lambda x: isinstance(x, nnx.Variable))
+  opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+  state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated),
+           "params": params, "opt_state": opt_state, "frozen": frozen}
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
   if jax.process_index() == 0:
     parameter_overview.log_parameter_overview(nnx.to_pure_dict(params), msg="trainable parameters")
   n_trainable = sum(x.size for x in jax.tree.leaves(params))
@@ -202,8 +201,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
         writer.write_scalars(step, {f"train/{k}": v for k, v in last_metrics.items()})
         history, t_log = [], time.time()
       if config.get("eval_every", 0) and (step % config.eval_every == 0 or step == total_steps):
-        with jax.sharding.use_mesh(mesh):
-          eval_metrics = task.evaluate(nnx.merge(graphdef, state["params"], state["frozen"]), step, writer)
+        eval_metrics = task.evaluate(nnx.merge(graphdef, state["params"], state["frozen"]), step, writer)
         if eval_metrics:
           writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
       stop = preemption.should_stop() or (stop_after is not None and step >= stop_after)

@@ -1,0 +1,94 @@
+"""End-to-end trainer tests: a few steps, checkpoint, kill, resume, identical losses."""
+import importlib.util
+import pathlib
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+from llamo_jax import trainer
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+WORDS = ["a person walks forward", "someone jumps in place", "the man waves his right hand",
+         "a person turns left", "a woman squats down slowly", "someone kicks with the left leg",
+         "a person runs in a circle", "the figure claps twice"]
+
+
+def load_config(name: str, arg: str):
+  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.fixture(scope="module")
+def caption_corpus(tmp_path_factory) -> pathlib.Path:
+  root = tmp_path_factory.mktemp("corpus")
+  (root / "texts").mkdir()
+  rng = np.random.default_rng(0)
+  ids = [f"{i:06d}" for i in range(40)]
+  for clip_id in ids:
+    lines = [f"{WORDS[j]}#x/NOUN#0.0#0.0" for j in rng.choice(len(WORDS), 3, replace=False)]
+    (root / "texts" / f"{clip_id}.txt").write_text("\n".join(lines))
+  (root / "train.txt").write_text("\n".join(ids[:32]))
+  (root / "val.txt").write_text("\n".join(ids[32:]))
+  return root
+
+
+def tiny_lm_config(corpus: pathlib.Path, **overrides):
+  config = load_config("lm", f"tiny,corpus_dir={corpus}")
+  config.tokenizer_vocab_size = 300
+  config.data.seq_len = 32
+  config.data.batch_size = 8
+  config.mesh = {"data": 2, "fsdp": 2, "tensor": 2}
+  config.total_steps = 6
+  config.log_every = 1
+  config.eval_every = 0
+  config.checkpoint_every = 2
+  config.optimizer.warmup_steps = 2
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return config
+
+
+def scalars(workdir: pathlib.Path, tag: str) -> dict[int, float]:
+  out = {}
+  for events in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
+    acc = event_accumulator.EventAccumulator(str(events), size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    for ev in acc.Tensors(tag):
+      out[ev.step] = float(np.asarray(tensor_util.make_ndarray(ev.tensor_proto)))
+  return out
+
+
+def test_kill_and_resume_gives_identical_losses(caption_corpus, tmp_path):
+  straight = tmp_path / "straight"
+  trainer.train_and_evaluate(tiny_lm_config(caption_corpus), straight)
+  losses = scalars(straight, "train/loss")
+  assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+  assert losses[6] < losses[1], "six AdamW steps should reduce the LM loss"
+
+  interrupted = tmp_path / "interrupted"
+  trainer.train_and_evaluate(tiny_lm_config(caption_corpus, stop_after_steps=3), interrupted)
+  assert sorted(scalars(interrupted, "train/loss")) == [1, 2, 3]
+  assert 3 in [int(p.name) for p in (interrupted / "checkpoints").iterdir() if p.name.isdigit()]
+  trainer.train_and_evaluate(tiny_lm_config(caption_corpus), interrupted)
+  resumed = scalars(interrupted, "train/loss")
+  for step in (4, 5, 6):
+    np.testing.assert_allclose(resumed[step], losses[step], rtol=1e-6, err_msg=f"step {step}")
+
+
+def test_resume_with_a_different_model_is_refused(caption_corpus, tmp_path):
+  trainer.train_and_evaluate(tiny_lm_config(caption_corpus, total_steps=2), tmp_path)
+  with pytest.raises(ValueError, match="different config"):
+    trainer.train_and_evaluate(tiny_lm_config(caption_corpus, **{"model.n_layers": 3}), tmp_path)
+
+
+def test_nan_stops_the_run_with_the_step(caption_corpus, tmp_path):
+  with pytest.raises(trainer.NonFiniteError, match="step 1"):
+    trainer.train_and_evaluate(tiny_lm_config(caption_corpus, **{"optimizer.lr": float("nan")}), tmp_path)
