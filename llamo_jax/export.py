@@ -1,0 +1,115 @@
+r"""Exports a llamo_jax pretrained dir to another framework's format.
+
+  python -m llamo_jax.export --checkpoint=DIR --format=hf --out=OUT
+
+Formats:
+  hf  a transformers LlamaForCausalLM folder: config.json (transformers 5,
+      rope in `rope_parameters`), generation_config.json, model.safetensors
+      and the tokenizer files (tokenizer.json or tokenizer.model +
+      tokenizer_config.json), loadable with AutoModelForCausalLM and
+      AutoTokenizer.from_pretrained(OUT).
+
+OUT must not exist or be empty; it is written to a temporary folder and
+renamed at the end.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import shutil
+import sys
+import uuid
+from typing import Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+
+from llamo_jax import pretrained
+from llamo_jax.convert import hf as hf_lib
+from llamo_jax.data.tokenizer import Tokenizer
+from llamo_jax.models.llama import LlamaConfig
+
+def _write_hf_tokenizer(tokenizer: Tokenizer, cfg: LlamaConfig, out: pathlib.Path) -> None:
+  """tokenizer.json / tokenizer.model + tokenizer_config.json for AutoTokenizer."""
+  token = lambda i: None if i is None else tokenizer.id_to_token(i)
+  tok_cfg = {"bos_token": token(tokenizer.bos_id), "eos_token": token(tokenizer.eos_id),
+             "pad_token": token(tokenizer.pad_id), "model_max_length": cfg.max_seq_len}
+  if tokenizer.backend == "tokenizers":
+    tokenizer.backend_model.save(str(out / "tokenizer.json"))
+    tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+  else:
+    sp = tokenizer.backend_model
+    (out / "tokenizer.model").write_bytes(sp.serialized_model_proto())
+    tok_cfg.update(tokenizer_class="LlamaTokenizer", unk_token=token(sp.unk_id()),
+                   add_bos_token=tokenizer.bos_id is not None, add_eos_token=False)
+    logging.warning("Exporting a SentencePiece tokenizer: transformers' LlamaTokenizer applies "
+                    "none of the model's normalizer rules (e.g. whitespace collapsing), so text "
+                    "with repeated spaces or newlines may tokenize differently there.")
+  (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
+
+
+def export_hf(checkpoint: str | pathlib.Path, out: pathlib.Path) -> None:
+  """Writes the pretrained dir `checkpoint` as a transformers LlamaForCausalLM folder into `out`."""
+  cfg = pretrained.read_config(checkpoint)
+  tokenizer = Tokenizer.load(pathlib.Path(checkpoint) / pretrained.TOKENIZER_DIR)
+  cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+  target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu),
+                        pretrained.abstract_params(cfg))
+  params = pretrained.restore_params(checkpoint, target)
+  hf_lib.save_safetensors(hf_lib.params_to_hf(params, cfg), out / hf_lib.SINGLE_FILE)
+  ids = dict(bos_id=tokenizer.bos_id, eos_id=tokenizer.eos_id, pad_id=tokenizer.pad_id)
+  hf_cfg = hf_lib.hf_config_from_llama(cfg, **ids)
+  (out / "config.json").write_text(json.dumps(hf_cfg, indent=2) + "\n")
+  generation = {"bos_token_id": tokenizer.bos_id, "eos_token_id": tokenizer.eos_id,
+                "pad_token_id": tokenizer.pad_id}
+  (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
+  _write_hf_tokenizer(tokenizer, cfg, out)
+
+
+FORMATS: dict[str, Callable[[str | pathlib.Path, pathlib.Path], None]] = {"hf": export_hf}
+
+
+def export(checkpoint: str | pathlib.Path, fmt: str, out: str | pathlib.Path) -> pathlib.Path:
+  """Exports `checkpoint` in format `fmt` (a key of FORMATS) to the new directory `out`."""
+  if fmt not in FORMATS:
+    raise ValueError(f"Unknown export format {fmt!r}; known formats: {sorted(FORMATS)}.")
+  pretrained.read_config(checkpoint)  # fail early on a non-pretrained dir
+  out = pathlib.Path(out).absolute()
+  if out.exists() and (not out.is_dir() or any(out.iterdir())):
+    raise FileExistsError(f"--out={out} exists and is not an empty directory; choose a new one.")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+  try:
+    tmp.mkdir()
+    FORMATS[fmt](checkpoint, tmp)
+    if out.exists():
+      out.rmdir()  # empty, checked above
+    tmp.rename(out)
+  finally:
+    if tmp.exists():
+      shutil.rmtree(tmp)
+  return out
+
+
+def define_flags() -> None:
+  """The CLI flags (defined only when run as a program, so modules can share names)."""
+  flags.DEFINE_string("checkpoint", None, "llamo_jax pretrained directory.", required=True)
+  flags.DEFINE_string("format", "hf", f"Export format; one of: {', '.join(sorted(FORMATS))}.")
+  flags.DEFINE_string("out", None, "Output directory (must not exist or be empty).", required=True)
+
+
+def main(argv):
+  del argv
+  f = flags.FLAGS
+  try:
+    out = export(f.checkpoint, f.format, f.out)
+  except (ValueError, FileExistsError, FileNotFoundError) as e:
+    sys.exit(f"export: error: {e}")
+  print(f"Exported {f.checkpoint} ({f.format}) -> {out}")
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)

@@ -1,0 +1,242 @@
+"""HF import/export parity on random tiny transformers Llamas, and the conversion errors."""
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import safetensors.numpy
+import tokenizers
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+torch = pytest.importorskip("torch", reason="HF parity tests need torch (pip install .[torch])")
+transformers = pytest.importorskip("transformers", reason="HF parity tests need transformers")
+
+from llamo_jax import export as export_lib  # pylint: disable=g-import-not-at-top
+from llamo_jax import import_llm
+from llamo_jax import pretrained
+from llamo_jax import sharding
+from llamo_jax.convert import hf as hf_lib
+from llamo_jax.data.tokenizer import Tokenizer
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+VOCAB = 320
+TEXTS = ["a person walks forward slowly and then turns around.", "the man jumps up and down twice.",
+         "someone waves with the right hand while standing still."] * 4
+LLAMA3_SCALING = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                  "high_freq_factor": 4.0, "original_max_position_embeddings": 16}
+
+
+def write_tokenizer(folder: pathlib.Path) -> None:
+  """A byte-level BPE tokenizer.json + tokenizer_config.json, trained on TEXTS."""
+  tok = tokenizers.Tokenizer(models.BPE())
+  tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.decoder = decoders.ByteLevel()
+  tok.train_from_iterator(TEXTS, trainers.BpeTrainer(
+      vocab_size=300, special_tokens=["<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+  tok.save(str(folder / "tokenizer.json"))
+  (folder / "tokenizer_config.json").write_text(json.dumps(
+      {"bos_token": "<s>", "eos_token": "</s>", "tokenizer_class": "PreTrainedTokenizerFast"}))
+
+
+def make_hf_model(folder: pathlib.Path, *, n_kv_heads: int, tie: bool, rope_scaling: dict | None,
+                  max_shard_size: str | None = None, seed: int = 0):
+  """Saves a random tiny LlamaForCausalLM (fp32) + tokenizer in `folder`; returns the torch model."""
+  torch.manual_seed(seed)
+  cfg = transformers.LlamaConfig(
+      vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+      num_attention_heads=4, num_key_value_heads=n_kv_heads, head_dim=8, max_position_embeddings=64,
+      rms_norm_eps=1e-5, rope_theta=500.0, rope_scaling=rope_scaling, tie_word_embeddings=tie,
+      bos_token_id=0, eos_token_id=1)
+  model = transformers.LlamaForCausalLM(cfg).eval()
+  with torch.no_grad():  # non-trivial norm scales, so a swapped norm shows
+    for name, p in model.named_parameters():
+      if "norm" in name:
+        p.add_(0.1 * torch.randn_like(p))
+  kwargs = {} if max_shard_size is None else {"max_shard_size": max_shard_size}
+  model.save_pretrained(folder, **kwargs)
+  write_tokenizer(folder)
+  return model
+
+
+def torch_logits(model, ids: np.ndarray) -> np.ndarray:
+  with torch.no_grad():
+    return model(torch.tensor(ids)).logits.numpy()
+
+
+IDS = np.random.RandomState(0).randint(2, VOCAB, size=(2, 24))
+
+VARIANTS = {
+    "gqa_untied_llama3": dict(n_kv_heads=2, tie=False, rope_scaling=LLAMA3_SCALING),
+    "mha_tied_default": dict(n_kv_heads=4, tie=True, rope_scaling=None),
+    "mha_untied_llama3": dict(n_kv_heads=4, tie=False, rope_scaling=LLAMA3_SCALING),
+    "gqa_tied_default_sharded": dict(n_kv_heads=2, tie=True, rope_scaling=None, max_shard_size="20KB"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_import_matches_transformers_and_export_roundtrips(variant, tmp_path):
+  src = tmp_path / "hf"
+  ref = make_hf_model(src, **VARIANTS[variant])
+  if "sharded" in variant:
+    assert (src / hf_lib.INDEX_FILE).is_file() and not (src / hf_lib.SINGLE_FILE).exists()
+
+  out = import_llm.import_llm(src, tmp_path / "ours")
+  cfg, model, tok = pretrained.load_pretrained(out)
+  assert cfg.tie_embeddings == VARIANTS[variant]["tie"]
+  assert (cfg.rope_scaling is None) == (VARIANTS[variant]["rope_scaling"] is None)
+  ours, _ = model(jnp.asarray(IDS))
+  expected = torch_logits(ref, IDS)
+  np.testing.assert_allclose(np.asarray(ours), expected, atol=1e-4, rtol=0)
+
+  exported = export_lib.export(out, "hf", tmp_path / "exported")
+  back = transformers.AutoModelForCausalLM.from_pretrained(exported).eval()
+  want, got = ref.state_dict(), back.state_dict()
+  assert sorted(want) == sorted(got)
+  for name in want:
+    assert torch.equal(want[name], got[name]), name
+  assert np.array_equal(torch_logits(back, IDS), expected)
+  assert back.config.rope_parameters == ref.config.rope_parameters
+
+  hf_tok = transformers.AutoTokenizer.from_pretrained(exported)
+  for text in ["a person walks forward.", "someone jumps twice!"]:
+    assert hf_tok(text, add_special_tokens=False)["input_ids"] == tok.encode(text, add_bos=False)
+  assert (hf_tok.bos_token_id, hf_tok.eos_token_id) == (tok.bos_id, tok.eos_id) == (0, 1)
+
+
+@pytest.fixture(scope="module")
+def tiny_src(tmp_path_factory):
+  src = tmp_path_factory.mktemp("tiny") / "hf"
+  make_hf_model(src, n_kv_heads=2, tie=False, rope_scaling=None)
+  return src
+
+
+@pytest.fixture(scope="module")
+def tiny_pretrained(tiny_src, tmp_path_factory):
+  return import_llm.import_llm(tiny_src, tmp_path_factory.mktemp("tiny_ours") / "ours")
+
+
+def _copy_src(tiny_src, tmp_path) -> pathlib.Path:
+  return pathlib.Path(shutil.copytree(tiny_src, tmp_path / "src"))
+
+
+def _edit_config(folder, **changes):
+  cfg = json.loads((folder / "config.json").read_text())
+  cfg.update(changes)
+  (folder / "config.json").write_text(json.dumps(cfg))
+
+
+def test_error_missing_tokenizer(tiny_src, tmp_path):
+  src = _copy_src(tiny_src, tmp_path)
+  (src / "tokenizer.json").unlink()
+  with pytest.raises(FileNotFoundError, match="has no tokenizer"):
+    import_llm.import_llm(src, tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("changes,match", [
+    ({"model_type": "mistral", "architectures": ["MistralForCausalLM"]}, "Unsupported architecture"),
+    ({"sliding_window": 4096}, "sliding_window"),
+    ({"rope_parameters": {"rope_type": "yarn", "rope_theta": 500.0, "factor": 4.0}}, "rope_type='yarn'"),
+    ({"attention_bias": True}, "biases"),
+])
+def test_error_unsupported_architecture(tiny_src, tmp_path, changes, match):
+  src = _copy_src(tiny_src, tmp_path)
+  _edit_config(src, **changes)
+  with pytest.raises(hf_lib.ConversionError, match=match):
+    import_llm.import_llm(src, tmp_path / "out")
+
+
+def test_error_shape_mismatch_names_tensor(tiny_src, tmp_path):
+  src = _copy_src(tiny_src, tmp_path)
+  _edit_config(src, intermediate_size=64)
+  with pytest.raises(hf_lib.ConversionError,
+                     match=r"mlp\.(gate|up|down)_proj\.weight has shape \(\d+, \d+\), expected"):
+    import_llm.import_llm(src, tmp_path / "out")
+
+
+def test_error_missing_and_unexpected_tensors(tiny_src, tmp_path):
+  src = _copy_src(tiny_src, tmp_path)
+  tensors = safetensors.numpy.load_file(str(src / "model.safetensors"))
+  del tensors["model.layers.1.self_attn.v_proj.weight"]
+  safetensors.numpy.save_file(tensors, str(src / "model.safetensors"), metadata={"format": "pt"})
+  with pytest.raises(hf_lib.ConversionError, match=r"lacks 1 tensors.*layers\.1\.self_attn\.v_proj"):
+    import_llm.import_llm(src, tmp_path / "out")
+  tensors["model.layers.1.self_attn.v_proj.weight"] = np.zeros((16, 32), np.float32)
+  tensors["model.layers.0.self_attn.q_proj.bias"] = np.zeros((32,), np.float32)
+  safetensors.numpy.save_file(tensors, str(src / "model.safetensors"), metadata={"format": "pt"})
+  with pytest.raises(hf_lib.ConversionError, match=r"q_proj\.bias.*not supported"):
+    import_llm.import_llm(src, tmp_path / "out")
+
+
+def test_out_dir_with_checkpoint_needs_overwrite_and_survives_failures(tiny_src, tmp_path):
+  out = import_llm.import_llm(tiny_src, tmp_path / "out")
+  before = sorted(p.relative_to(out) for p in out.rglob("*"))
+  with pytest.raises(pretrained.PretrainedDirError, match="already contains.*--overwrite"):
+    import_llm.import_llm(tiny_src, out)
+  bad = _copy_src(tiny_src, tmp_path)
+  _edit_config(bad, intermediate_size=64)
+  with pytest.raises(hf_lib.ConversionError):
+    import_llm.import_llm(bad, out, overwrite=True)
+  assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # old checkpoint intact
+  import_llm.import_llm(tiny_src, out, overwrite=True, param_dtype="bfloat16")
+  assert pretrained.read_config(out).param_dtype == "bfloat16"
+  assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp leftovers
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / "notes.txt").write_text("keep me")
+  with pytest.raises(pretrained.PretrainedDirError, match="not empty"):
+    import_llm.import_llm(tiny_src, tmp_path / "other", overwrite=True)
+
+
+def test_load_pretrained_errors_and_runtime_overrides(tiny_pretrained, tmp_path):
+  with pytest.raises(pretrained.PretrainedDirError, match="not a llamo_jax pretrained directory"):
+    pretrained.load_pretrained(tmp_path)
+  stored = pretrained.read_config(tiny_pretrained)
+  wrong = stored.__class__(**{**stored.to_dict(), "n_layers": 3})
+  with pytest.raises(pretrained.PretrainedDirError, match="n_layers: checkpoint 2 vs requested 3"):
+    pretrained.load_pretrained(tiny_pretrained, config=wrong)
+  runtime = stored.__class__(**{**stored.to_dict(), "param_dtype": "bfloat16", "scan_layers": False})
+  cfg, model, _ = pretrained.load_pretrained(tiny_pretrained, config=runtime)
+  assert cfg == runtime
+  assert model.layers.text.q.kernel[...].dtype == jnp.bfloat16
+
+
+def test_load_pretrained_into_mesh_matches_unsharded(tiny_pretrained):
+  _, model, _ = pretrained.load_pretrained(tiny_pretrained)
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  _, sharded, _ = pretrained.load_pretrained(tiny_pretrained, mesh=mesh)
+  q = sharded.layers.text.q.kernel[...]
+  assert q.sharding.spec == sharding.logical_to_spec(("layers", "embed", "heads", "head_dim"))
+  assert len(q.sharding.device_set) == 8
+  ids = jnp.asarray(IDS[:, :8])
+  want, _ = model(ids)
+  got, _ = jax.jit(lambda m, x: m(x))(sharded, ids)
+  np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+
+
+def test_export_rejects_unknown_format_and_used_out(tiny_pretrained, tmp_path):
+  with pytest.raises(ValueError, match=r"Unknown export format 'onnx'; known formats: \['hf'\]"):
+    export_lib.export(tiny_pretrained, "onnx", tmp_path / "x")
+  (tmp_path / "used").mkdir()
+  (tmp_path / "used" / "f").write_text("x")
+  with pytest.raises(FileExistsError, match="not an empty directory"):
+    export_lib.export(tiny_pretrained, "hf", tmp_path / "used")
+
+
+def test_import_cli(tiny_src, tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+  run = lambda *args: subprocess.run([sys.executable, "-m", "llamo_jax.import_llm", *args],
+                                     capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+  res = run(f"--source={tiny_src}", f"--out={tmp_path / 'cli'}")
+  assert res.returncode == 0, res.stderr[-2000:]
+  assert pretrained.read_config(tmp_path / "cli") == pretrained.read_config(
+      import_llm.import_llm(tiny_src, tmp_path / "api"))
+  res = run(f"--source={tiny_src}", f"--out={tmp_path / 'cli'}")
+  assert res.returncode != 0 and "already contains a pretrained checkpoint" in res.stderr
+  assert Tokenizer.load(tmp_path / "cli" / "tokenizer").encode("a person") == Tokenizer.load(
+      tiny_src).encode("a person")
