@@ -16,6 +16,7 @@ import math
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from flax import nnx
+from flax.core import spmd as flax_spmd
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -160,19 +161,58 @@ def state_shardings(abstract_state: Any, mesh: Mesh, rules: Rules = DEFAULT_RULE
       one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
+def active_rules() -> Rules:
+  """Rules of the enclosing `nnx.logical_axis_rules(...)` context, else DEFAULT_RULES."""
+  return tuple(flax_spmd.get_logical_axis_rules()) or DEFAULT_RULES
+
+
+def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
+  """Hints the sharding of an activation by logical axis names.
+
+  A no-op unless a mesh is active (`jax.set_mesh`); rules come from
+  `active_rules()`. Being a hint, a mesh axis that does not divide its dim
+  (e.g. batch 1 while decoding) is left out rather than raising.
+  """
+  mesh = jax.sharding.get_abstract_mesh()
+  if not mesh.axis_names:
+    return x
+  spec = []
+  for dim, mesh_axes in zip(x.shape, logical_to_spec(logical_axes, active_rules())):
+    flat = () if mesh_axes is None else ((mesh_axes,) if isinstance(mesh_axes, str) else mesh_axes)
+    flat = tuple(a for a in flat if a in mesh.axis_names)
+    size = math.prod(mesh.shape[a] for a in flat)
+    spec.append(flat if flat and dim % size == 0 else None)
+  return jax.lax.with_sharding_constraint(x, PartitionSpec(*spec))
+
+
+def abstract_state(ctor: Callable[[], nnx.Module], mesh: Mesh | None = None,
+                   rules: Rules = DEFAULT_RULES) -> tuple[nnx.GraphDef, nnx.State]:
+  """(graphdef, state of ShapeDtypeStructs) of `ctor()` without allocating it.
+
+  With a mesh, each ShapeDtypeStruct carries its NamedSharding (e.g. as the
+  target of an orbax restore straight into the sharded layout).
+  """
+  # jax.eval_shape, not nnx.eval_shape: the latter reads logical names as mesh
+  # axes under an active mesh. The graphdef is static, so it comes back as is.
+  graphdef, state = jax.eval_shape(lambda: nnx.split(ctor()))
+  if mesh is not None:
+    shardings = state_shardings(state, mesh, rules)
+    state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                         state, shardings)
+  return graphdef, state
+
+
 def create_sharded(ctor: Callable[[], nnx.Module], mesh: Mesh, rules: Rules = DEFAULT_RULES
                    ) -> nnx.Module:
   """Builds `ctor()` with every array created directly in its sharding.
 
-  jax.eval_shape(ctor) -> state_shardings -> jax.jit(ctor, out_shardings); no
+  eval_shape(ctor) -> state_shardings -> jax.jit(ctor, out_shardings); no
   device ever holds the unsharded model.
   """
-  abstract = nnx.eval_shape(ctor)
-  graphdef, abstract_state = nnx.split(abstract)
-  shardings = state_shardings(abstract_state, mesh, rules)
-
-  init = jax.jit(lambda: nnx.state(ctor()), out_shardings=shardings)
-  return nnx.merge(graphdef, init())
+  graphdef, abstract = abstract_state(ctor)
+  shardings = state_shardings(abstract, mesh, rules)
+  state = jax.jit(lambda: nnx.state(ctor()), out_shardings=shardings)()
+  return nnx.merge(graphdef, state)
 
 
 def batch_sharding(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> NamedSharding:

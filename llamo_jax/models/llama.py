@@ -22,9 +22,14 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
+from llamo_jax import sharding
 from llamo_jax.models import attention as attn_lib
 from llamo_jax.models.attention import KVCache, RopeScaling
 from llamo_jax.models.layers import Dense, Embed, Expert, RMSNorm
+
+# Logical axes of the residual stream: batch-sharded, model dim whole (the
+# `embed` axis shards parameters, not activations).
+ACTIVATION_AXES = ("batch", "length", None)
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -171,7 +176,8 @@ def run_blocks(blocks: nnx.Module, h: jax.Array, ctx: attn_lib.AttentionContext,
   def body(h, xs):
     layer_state, layer_kv = xs
     block = nnx.merge(graphdef, layer_state)
-    return block(h, ctx, layer_kv, *args)
+    h, layer_kv = block(h, ctx, layer_kv, *args)
+    return sharding.constrain(h, ACTIVATION_AXES), layer_kv
 
   if remat_policy != "none":
     body = jax.checkpoint(body, policy=REMAT_POLICIES[remat_policy], prevent_cse=not scan_layers)
@@ -221,7 +227,7 @@ class Llama(nnx.Module):
 
   def embed_tokens(self, tokens: jax.Array) -> jax.Array:
     """tokens [B,T] int32 -> embeddings [B,T,D] (compute dtype)."""
-    return self.embed(tokens)
+    return sharding.constrain(self.embed(tokens), ACTIVATION_AXES)
 
   def attention_context(self, batch: int, length: int, positions: jax.Array | None,
                         segment_ids: jax.Array | None, cache: KVCache | None):
@@ -248,7 +254,8 @@ class Llama(nnx.Module):
     """Blocks + final norm: h [B,T,D] -> (normed h [B,T,D], updated cache)."""
     b, t, _ = h.shape
     ctx, new_seg = self.attention_context(b, t, positions, segment_ids, cache)
-    h, kv = run_blocks(self.layers, h.astype(self.cfg.compute_dtype), ctx, cache,
+    h = sharding.constrain(h.astype(self.cfg.compute_dtype), ACTIVATION_AXES)
+    h, kv = run_blocks(self.layers, h, ctx, cache,
                        scan_layers=self.cfg.scan_layers, remat_policy=self.cfg.remat_policy)
     if cache is not None:
       cache = KVCache(k=kv[0], v=kv[1], end_index=cache.end_index + t, segment_ids=new_seg)
@@ -257,8 +264,10 @@ class Llama(nnx.Module):
   def logits(self, h: jax.Array) -> jax.Array:
     """Final hidden h [B,T,D] -> logits [B,T,V] float32."""
     if self.cfg.tie_embeddings:
-      return self.embed.attend(h)
-    return self.lm_head(h, out_dtype=jnp.float32)
+      logits = self.embed.attend(h)
+    else:
+      logits = self.lm_head(h, out_dtype=jnp.float32)
+    return sharding.constrain(logits, ("batch", "length", "vocab"))
 
   def __call__(self, tokens: jax.Array, positions: jax.Array | None = None,
                segment_ids: jax.Array | None = None, cache: KVCache | None = None

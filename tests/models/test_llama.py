@@ -158,7 +158,7 @@ def test_matches_transformers_llama(tie, scaling):
   model = make_model(cfg)
   _copy_hf_weights(hf, model)
   # Long enough that the scaled (low) RoPE frequencies matter.
-  tokens = np.asarray(random_tokens((2, 24)))
+  tokens = np.array(random_tokens((2, 24)))
   positions = np.arange(24)[None] * 97 + np.array([[0], [5]])
   with torch.no_grad():
     ref = hf(torch.from_numpy(tokens).long(),
