@@ -45,6 +45,7 @@ def get_config(arg=None):
   config.eval_batches = 4
   config.checkpoint_every = 100
   config.max_checkpoints = 2
+  config.async_checkpoints = True
   config.stop_after_steps = ml_collections.FieldReference(None, field_type=int)
 
   if preset == "tiny":

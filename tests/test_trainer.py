@@ -10,9 +10,6 @@ from tensorboard.util import tensor_util
 from llamo_jax import trainer
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-WORDS = ["a person walks forward", "someone jumps in place", "the man waves his right hand",
-         "a person turns left", "a woman squats down slowly", "someone kicks with the left leg",
-         "a person runs in a circle", "the figure claps twice"]
 
 
 def load_config(name: str, arg: str):
@@ -20,20 +17,6 @@ def load_config(name: str, arg: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
-
-
-@pytest.fixture(scope="module")
-def caption_corpus(tmp_path_factory) -> pathlib.Path:
-  root = tmp_path_factory.mktemp("corpus")
-  (root / "texts").mkdir()
-  rng = np.random.default_rng(0)
-  ids = [f"{i:06d}" for i in range(40)]
-  for clip_id in ids:
-    lines = [f"{WORDS[j]}#x/NOUN#0.0#0.0" for j in rng.choice(len(WORDS), 3, replace=False)]
-    (root / "texts" / f"{clip_id}.txt").write_text("\n".join(lines))
-  (root / "train.txt").write_text("\n".join(ids[:32]))
-  (root / "val.txt").write_text("\n".join(ids[32:]))
-  return root
 
 
 def tiny_lm_config(corpus: pathlib.Path, **overrides):
@@ -66,29 +49,29 @@ def scalars(workdir: pathlib.Path, tag: str) -> dict[int, float]:
   return out
 
 
-def test_kill_and_resume_gives_identical_losses(caption_corpus, tmp_path):
+def test_kill_and_resume_gives_identical_losses(caption_corpus_dir, tmp_path):
   straight = tmp_path / "straight"
-  trainer.train_and_evaluate(tiny_lm_config(caption_corpus), straight)
+  trainer.train_and_evaluate(tiny_lm_config(caption_corpus_dir), straight)
   losses = scalars(straight, "train/loss")
   assert sorted(losses) == [1, 2, 3, 4, 5, 6]
   assert losses[6] < losses[1], "six AdamW steps should reduce the LM loss"
 
   interrupted = tmp_path / "interrupted"
-  trainer.train_and_evaluate(tiny_lm_config(caption_corpus, stop_after_steps=3), interrupted)
+  trainer.train_and_evaluate(tiny_lm_config(caption_corpus_dir, stop_after_steps=3), interrupted)
   assert sorted(scalars(interrupted, "train/loss")) == [1, 2, 3]
   assert 3 in [int(p.name) for p in (interrupted / "checkpoints").iterdir() if p.name.isdigit()]
-  trainer.train_and_evaluate(tiny_lm_config(caption_corpus), interrupted)
+  trainer.train_and_evaluate(tiny_lm_config(caption_corpus_dir), interrupted)
   resumed = scalars(interrupted, "train/loss")
   for step in (4, 5, 6):
     np.testing.assert_allclose(resumed[step], losses[step], rtol=1e-6, err_msg=f"step {step}")
 
 
-def test_resume_with_a_different_model_is_refused(caption_corpus, tmp_path):
-  trainer.train_and_evaluate(tiny_lm_config(caption_corpus, total_steps=2), tmp_path)
+def test_resume_with_a_different_model_is_refused(caption_corpus_dir, tmp_path):
+  trainer.train_and_evaluate(tiny_lm_config(caption_corpus_dir, total_steps=2), tmp_path)
   with pytest.raises(ValueError, match="different config"):
-    trainer.train_and_evaluate(tiny_lm_config(caption_corpus, **{"model.n_layers": 3}), tmp_path)
+    trainer.train_and_evaluate(tiny_lm_config(caption_corpus_dir, **{"model.n_layers": 3}), tmp_path)
 
 
-def test_nan_stops_the_run_with_the_step(caption_corpus, tmp_path):
+def test_nan_stops_the_run_with_the_step(caption_corpus_dir, tmp_path):
   with pytest.raises(trainer.NonFiniteError, match="step 1"):
-    trainer.train_and_evaluate(tiny_lm_config(caption_corpus, **{"optimizer.lr": float("nan")}), tmp_path)
+    trainer.train_and_evaluate(tiny_lm_config(caption_corpus_dir, **{"optimizer.lr": float("nan")}), tmp_path)

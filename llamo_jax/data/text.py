@@ -48,23 +48,29 @@ def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_prefix: str
   return model_prefix.with_suffix(".model")
 
 
-def make_text_loader(token_lists: Sequence[Sequence[int]], *, seq_len: int, batch_size: int, seed: int,
-                     process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
-  """A checkpointable iterator of packed LM batches for this host.
+def make_text_loader(token_lists: Sequence[Sequence[int]], *, seq_len: int, global_batch_size: int,
+                     seed: int, process_index: int = 0, process_count: int = 1) -> grain.DatasetIterator:
+  """A checkpointable iterator of packed LM batches: this host's rows of each global batch.
 
   Each example (already tokenized, with BOS/EOS) is packed first-fit into rows of
-  `seq_len`. Yields {"tokens", "segment_ids", "positions"}: int32 [batch_size, seq_len];
-  segment id 0 marks padding. Examples longer than `seq_len` are truncated.
+  `seq_len`. Every host packs the same global batch and keeps its contiguous slice
+  of rows, so the global batch — and the losses — do not depend on the number of
+  processes (text is cheap to pack; motion pipelines shard examples instead).
+  Yields {"tokens", "segment_ids", "positions"}: int32 [global_batch_size // process_count,
+  seq_len]; segment id 0 marks padding. Examples longer than `seq_len` are truncated.
   """
+  if global_batch_size % process_count:
+    raise ValueError(f"global batch {global_batch_size} is not divisible by {process_count} processes.")
   examples = [np.asarray(t[:seq_len], np.int32) for t in token_lists if len(t) > 1]
-  if len(examples) < process_count:
-    raise ValueError(f"{len(examples)} examples cannot be split over {process_count} processes.")
-  ds = grain.MapDataset.source(examples)[process_index::process_count]
-  ds = ds.seed(seed).shuffle().repeat(None).map(lambda x: {"tokens": x})
+  if not examples:
+    raise ValueError("No example has more than one token; nothing to train on.")
+  per_host = global_batch_size // process_count
+  rows = slice(process_index * per_host, (process_index + 1) * per_host)
+  ds = grain.MapDataset.source(examples).seed(seed).shuffle().repeat(None).map(lambda x: {"tokens": x})
   packed = grain.experimental.FirstFitPackIterDataset(
-      ds.to_iter_dataset(), length_struct={"tokens": seq_len}, num_packing_bins=max(2 * batch_size, 8),
-      seed=seed)
-  batched = packed.batch(batch_size, drop_remainder=True).map(
-      lambda b: {"tokens": b["tokens"], "segment_ids": b["tokens_segment_ids"],
-                 "positions": b["tokens_positions"]})
+      ds.to_iter_dataset(), length_struct={"tokens": seq_len},
+      num_packing_bins=max(2 * global_batch_size, 8), seed=seed)
+  batched = packed.batch(global_batch_size, drop_remainder=True).map(
+      lambda b: {"tokens": b["tokens"][rows], "segment_ids": b["tokens_segment_ids"][rows],
+                 "positions": b["tokens_positions"][rows]})
   return iter(batched)

@@ -88,9 +88,9 @@ class LanguageModelTask(base.Task):
     return [self.tokenizer.encode(line, add_bos=True, add_eos=True) for line in lines]
 
   def make_loader(self, split: str, *, seed: int, process_index: int, process_count: int) -> Iterator:
-    per_host = self.config.data.batch_size // process_count
     return text_data.make_text_loader(
-        self._token_lists(split), seq_len=self.config.data.seq_len, batch_size=per_host, seed=seed,
+        self._token_lists(split), seq_len=self.config.data.seq_len,
+        global_batch_size=self.config.data.batch_size, seed=seed,
         process_index=process_index, process_count=process_count)
 
   def units_per_batch(self, batch):
