@@ -30,6 +30,7 @@ from llamo_jax.models.layers import Dense, Embed, Expert, RMSNorm
 # Logical axes of the residual stream: batch-sharded, model dim whole (the
 # `embed` axis shards parameters, not activations).
 ACTIVATION_AXES = ("batch", "length", None)
+CACHE_AXES = ("layers", "batch", "length", "kv_heads", "head_dim")
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
@@ -249,16 +250,21 @@ class Llama(nnx.Module):
     return attn_lib.make_attention_context(positions, segment_ids, inv_freq, cache)
 
   def backbone(self, h: jax.Array, positions: jax.Array | None = None,
-               segment_ids: jax.Array | None = None, cache: KVCache | None = None
-               ) -> tuple[jax.Array, KVCache | None]:
-    """Blocks + final norm: h [B,T,D] -> (normed h [B,T,D], updated cache)."""
+               segment_ids: jax.Array | None = None, cache: KVCache | None = None,
+               *, block_args: tuple[Any, ...] = ()) -> tuple[jax.Array, KVCache | None]:
+    """Blocks + final norm: h [B,T,D] -> (normed h [B,T,D], updated cache).
+
+    `block_args` go unchanged to every layer's block (a MoT block takes the
+    per-token modality here).
+    """
     b, t, _ = h.shape
     ctx, new_seg = self.attention_context(b, t, positions, segment_ids, cache)
     h = sharding.constrain(h.astype(self.cfg.compute_dtype), ACTIVATION_AXES)
-    h, kv = run_blocks(self.layers, h, ctx, cache,
+    h, kv = run_blocks(self.layers, h, ctx, cache, *block_args,
                        scan_layers=self.cfg.scan_layers, remat_policy=self.cfg.remat_policy)
     if cache is not None:
-      cache = KVCache(k=kv[0], v=kv[1], end_index=cache.end_index + t, segment_ids=new_seg)
+      k, v = (sharding.constrain(x, CACHE_AXES) for x in kv)
+      cache = KVCache(k=k, v=v, end_index=cache.end_index + t, segment_ids=new_seg)
     return self.final_norm(h), cache
 
   def logits(self, h: jax.Array) -> jax.Array:

@@ -255,16 +255,27 @@ def _loss_and_grads(model, tokens):
   return nnx.jit(nnx.value_and_grad(loss_fn))(model)
 
 
-def test_scan_and_loop_and_remat_agree():
+def _check_variants_agree(variants):
   tokens = random_tokens((2, 10))
-  ref_loss, ref_grads = _loss_and_grads(make_model(), tokens)
+  ref_loss, ref_grads = _loss_and_grads(make_model(), tokens)  # scan, no remat
   ref_grads = jax.tree.leaves(ref_grads)
-  for scan, policy in [(False, "none"), (True, "full"), (True, "dots_saveable"),
-                       (False, "dots_with_no_batch_dims_saveable")]:
+  for scan, policy in variants:
     loss, grads = _loss_and_grads(make_model(scan_layers=scan, remat_policy=policy), tokens)
     np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
     for g, r in zip(jax.tree.leaves(grads), ref_grads):
       np.testing.assert_allclose(g, r, atol=1e-6, rtol=1e-5)
+
+
+def test_scan_and_loop_and_remat_agree():
+  _check_variants_agree([(False, "none"), (True, "full"),
+                         (True, "dots_with_no_batch_dims_saveable")])
+
+
+@pytest.mark.slow
+def test_all_scan_remat_combinations_agree():
+  _check_variants_agree([(scan, policy) for scan in (True, False)
+                         for policy in ("none", "full", "dots_saveable",
+                                        "dots_with_no_batch_dims_saveable")])
 
 
 def test_bfloat16_compute_keeps_fp32_params_and_logits():
