@@ -23,8 +23,12 @@ _PROCESSES = flags.DEFINE_integer("processes", 2, "Worker processes.")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    holdout = corpus.parse_holdout(_HOLDOUT.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from None
   cfg = corpus.Config(num_motions=_NUM.value, seed=_SEED.value, fps=int(_FPS.value),
-                      holdout=corpus.parse_holdout(_HOLDOUT.value), processes=_PROCESSES.value)
+                      holdout=holdout, processes=_PROCESSES.value)
   start = time.time()
   meta = corpus.build(_OUT.value, cfg)
   took = time.time() - start

@@ -231,7 +231,7 @@ def _raise(rec, rng) -> str:
   s = rec["side"]
   if s == "both":
     return _pick(rng, ["raises both arms", "raises both hands above the head", "lifts both arms up",
-                       "puts both hands up in the air", "raises the arms over the head"])
+                       "puts both hands up in the air", "raises both arms over the head"])
   return _pick(rng, [f"raises the {s} arm", f"raises the {s} hand", f"lifts the {s} arm up",
                      f"puts the {s} hand up in the air", f"raises the {s} hand above the head"])
 

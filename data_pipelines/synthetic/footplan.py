@@ -82,7 +82,7 @@ def plan(root_xz: np.ndarray, heading: np.ndarray, swings: list[segment.Swing],
       # schedule, so a fast body never leaves it behind or outruns it.
       p0, p1 = root_xz[max(s.start - 1, 0)], root_xz[min(s.end, n - 1)]
       drift = root_xz[s.start:s.end] - (p0 + (p1 - p0) * prog[:, None])
-      toe = toe + easing.bump(u)[:, None] * drift
+      toe = toe + easing.bump((u - 0.15) / 0.6)[:, None] * drift
       ankle[s.start:s.end, foot, 0] = toe[:, 0] - length * np.cos(fp) * np.sin(fy)
       ankle[s.start:s.end, foot, 1] = toe_floor + s.lift[:, 1] + length * np.sin(fp)
       ankle[s.start:s.end, foot, 2] = toe[:, 1] - length * np.cos(fp) * np.cos(fy)
