@@ -224,6 +224,14 @@ def load_pretrained(directory: str | pathlib.Path, mesh: Mesh | None = None,
   return cfg, nnx.merge(graphdef, abstract_state), tokenizer
 
 
+def model_from_params(cfg: LlamaConfig, params: Mapping[str, Any]) -> Llama:
+  """A Llama(cfg) holding `params` (a param pure dict of numpy/jax arrays) on the default device."""
+  check_params(params, cfg)
+  graphdef, state = nnx.split(nnx.eval_shape(lambda: Llama(cfg, rngs=nnx.Rngs(0))))
+  state.replace_by_pure_dict(jax.tree.map(lambda x: jnp.asarray(x, cfg.weight_dtype), dict(params)))
+  return nnx.merge(graphdef, state)
+
+
 def _flat_shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
   flat = jax.tree_util.tree_flatten_with_path(dict(tree))[0]
   return {jax.tree_util.keystr(path, simple=True, separator="."): tuple(leaf.shape)
@@ -231,5 +239,5 @@ def _flat_shapes(tree: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
 
 
 __all__ = ["PretrainedDirError", "abstract_params", "check_params", "is_pretrained_dir",
-           "load_pretrained", "read_config", "resolve_config", "restore_params",
+           "load_pretrained", "model_from_params", "read_config", "resolve_config", "restore_params",
            "save_pretrained", "write_pretrained"]
