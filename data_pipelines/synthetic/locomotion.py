@@ -139,7 +139,7 @@ def locomotion(fps: float, gait: str, direction: str, speed: float, duration: fl
     reach = (upper_body.REST_REACH + (g.arm_reach - upper_body.REST_REACH) * env) * rig.body().arm[side]
     ang = upper_body.REST_FORWARD + sign * swing_angle * left_fwd
     wrists.append(upper_body.arm_direction(ang, upper_body.REST_OUT)[..., :] * reach[:, None])
-    poles.append(np.broadcast_to(np.array([0.35, 0.0, -1.0]), (n, 3)))
+    poles.append(np.broadcast_to(np.array([0.15, 0.0, -1.0]), (n, 3)))
   upper = upper_body.upper_pose(n, wrists=wrists, poles=poles, spine_pitch=lean * 0.5,
                                 spine_yaw=-wobble, head_pitch=0.05 * env)
   attrs = {"action": gait, "direction": direction, "speed": round(float(speed), 2),

@@ -25,7 +25,7 @@ def rest_arm(n: int, side: int) -> tuple[np.ndarray, np.ndarray]:
   """Canonical (wrist [n, 3], pole [n, 3]) of an arm hanging at rest."""
   reach = REST_REACH * rig.body().arm[side]
   wrist = np.broadcast_to(arm_direction(REST_FORWARD, REST_OUT) * reach, (n, 3)).copy()
-  pole = np.broadcast_to(np.array([0.35, 0.0, -1.0]), (n, 3)).copy()
+  pole = np.broadcast_to(np.array([0.15, 0.0, -1.0]), (n, 3)).copy()
   return wrist, pole
 
 
