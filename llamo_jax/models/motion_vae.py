@@ -331,13 +331,12 @@ class MotionVAE(nnx.Module):
   def decode(self, z: jax.Array, length: int | None = None) -> jax.Array:
     """Latents z [B,K,C] -> normalised features [B,4K,Cin], or the first `length` frames."""
     self._check_latents(z, "decode")
+    max_length = z.shape[1] * FRAMES_PER_LATENT
+    if length is not None and not 0 < length <= max_length:
+      raise ValueError(f"MotionVAE.decode: length={length} is not in 1..{max_length} "
+                       f"({FRAMES_PER_LATENT} frames per latent, {z.shape[1]} latents).")
     out, _ = self.decoder(z, self.decoder.init_state(z.shape[0]))
-    if length is not None:
-      if not 0 < length <= out.shape[1]:
-        raise ValueError(f"MotionVAE.decode: length={length} is not in 1..{out.shape[1]} "
-                         f"(4 frames per latent, {z.shape[1]} latents).")
-      out = out[:, :length]
-    return out
+    return out if length is None else out[:, :length]
 
   def __call__(self, x: jax.Array, *, lengths: jax.Array | None = None,
                noise_key: jax.Array | None = None) -> VAEOutput:
