@@ -26,12 +26,20 @@ class Gait:
   arm_swing: float  # rad
   arm_reach: float  # wrist-shoulder distance / arm length while moving (bent elbows)
   ramp: float  # s to reach speed from rest
+  cadence: float = 1.0  # personal scale of the stride frequency
 
   def stride_frequency(self, speed: float) -> float:
     """Strides per second (one stride = both feet step) at `speed` m/s."""
     if self.duty > 0.5:
-      return 0.6 + 0.3 * speed
-    return 1.2 + 0.06 * speed
+      return self.cadence * (0.6 + 0.3 * speed)
+    return self.cadence * (1.2 + 0.06 * speed)
+
+  def varied(self, rng: np.random.Generator) -> "Gait":
+    """The same gait with a personal style: arm swing, clearance, lean, bob, cadence."""
+    return dataclasses.replace(
+        self, arm_swing=self.arm_swing * rng.uniform(0.6, 1.4), lift=self.lift * rng.uniform(0.8, 1.3),
+        lean=self.lean * rng.uniform(0.5, 1.5), bob=self.bob * rng.uniform(0.6, 1.4),
+        cadence=rng.uniform(0.92, 1.08))
 
 
 GAITS = {
@@ -82,19 +90,20 @@ def _step_schedule(n: int, fps: float, first_foot: int, step_interval: float,
 
 
 def locomotion(fps: float, gait: str, direction: str, speed: float, duration: float,
-               turn: float = 0.0, first_foot: int = 0) -> segment.Segment:
+               turn: float = 0.0, first_foot: int = 0, style: Gait | None = None) -> segment.Segment:
   """Walk / jog / run in `direction` at `speed` m/s for `duration` s.
 
   Args:
     turn: heading change over the segment (radians, + = left), spread evenly
       over the distance travelled: a curved path. Only with direction forward.
     first_foot: 0 = left foot steps first.
+    style: gait parameters to use instead of GAITS[gait] (e.g. GAITS[gait].varied(rng)).
   """
   if gait not in GAITS:
     raise ValueError(f"unknown gait {gait!r}; expected one of {sorted(GAITS)}")
   if direction not in DIRECTIONS:
     raise ValueError(f"unknown direction {direction!r}; expected one of {sorted(DIRECTIONS)}")
-  g = GAITS[gait]
+  g = style or GAITS[gait]
   n = int(round(duration * fps))
   t = easing.phase_time(n, fps)
   t_end = t[-1]

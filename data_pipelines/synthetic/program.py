@@ -35,7 +35,8 @@ def _locomotion(rng, fps, gait):
   if direction == "forward" and rng.random() < 0.3:
     turn = math.radians(rng.uniform(45.0, 180.0)) * rng.choice([-1.0, 1.0])
   return locomotion.locomotion(fps, gait, str(direction), speed, duration, turn=turn,
-                               first_foot=int(rng.integers(2)))
+                               first_foot=int(rng.integers(2)),
+                               style=locomotion.GAITS[gait].varied(rng))
 
 
 def build(rng: np.random.Generator, fps: float, action: str) -> segment.Segment:
