@@ -89,6 +89,9 @@ class KVCache(NamedTuple):
     give shorter prompts left padding with their own segment id).
   segment_ids: [B,S] int32 segment id of each written slot, so a query only
     sees keys of its own segment (e.g. padding stays invisible).
+
+  Writing past max_len cannot raise inside jit (the write would be clamped):
+  callers size the cache for prompt + generated tokens up front.
   """
   k: jax.Array
   v: jax.Array

@@ -2,8 +2,10 @@
 
 The block is written for Mixture-of-Transformers: its weights live in an
 `Expert` ("text" here) and attention is the shared `attention.attention`, so
-the MoT block adds a "motion" expert next to "text" and reuses the rest
-(`run_blocks`, `make_attention_context`, the cache).
+the MoT block adds a "motion" expert next to "text" and reuses the rest:
+`make_expert`, `run_blocks` (scan/loop + remat over any stacked block),
+`Llama.attention_context`, `Llama.backbone(..., block_args=(modality,))` and
+the KV cache.
 
 Param paths (nnx.state(model)); layer params always stacked with leading L:
   embed.embedding [V,D]; layers.text.{attn_norm,mlp_norm}.scale [L,D];
@@ -194,14 +196,19 @@ def run_blocks(blocks: nnx.Module, h: jax.Array, ctx: attn_lib.AttentionContext,
   return h, new_kv
 
 
+def make_expert(cfg: LlamaConfig, *, rngs: nnx.Rngs) -> Expert:
+  """An Expert with cfg's shapes and dtypes, stacked over cfg.n_layers."""
+  return Expert(dim=cfg.dim, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
+                head_dim=cfg.head_dim, ffn_dim=cfg.ffn_dim, norm_eps=cfg.norm_eps,
+                n_layers=cfg.n_layers, rngs=rngs, dtype=cfg.compute_dtype,
+                param_dtype=cfg.weight_dtype)
+
+
 class LlamaBlock(nnx.Module):
   """The Llama block stack: one expert, "text" (params stacked over L)."""
 
   def __init__(self, cfg: LlamaConfig, *, rngs: nnx.Rngs):
-    self.text = Expert(dim=cfg.dim, n_heads=cfg.n_heads, n_kv_heads=cfg.n_kv_heads,
-                       head_dim=cfg.head_dim, ffn_dim=cfg.ffn_dim, norm_eps=cfg.norm_eps,
-                       n_layers=cfg.n_layers, rngs=rngs, dtype=cfg.compute_dtype,
-                       param_dtype=cfg.weight_dtype)
+    self.text = make_expert(cfg, rngs=rngs)
 
   def __call__(self, h: jax.Array, ctx: attn_lib.AttentionContext,
                layer_kv: attn_lib.LayerKV | None):
