@@ -52,7 +52,7 @@ def make_hf_model(folder: pathlib.Path, *, n_kv_heads: int, tie: bool, rope_scal
       vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
       num_attention_heads=4, num_key_value_heads=n_kv_heads, head_dim=8, max_position_embeddings=64,
       rms_norm_eps=1e-5, rope_theta=500.0, rope_scaling=rope_scaling, tie_word_embeddings=tie,
-      bos_token_id=0, eos_token_id=1)
+      bos_token_id=0, eos_token_id=1, initializer_range=0.1)  # large enough that any slip shows
   model = transformers.LlamaForCausalLM(cfg).eval()
   with torch.no_grad():  # non-trivial norm scales, so a swapped norm shows
     for name, p in model.named_parameters():
