@@ -240,3 +240,39 @@ def test_import_cli(tiny_src, tmp_path):
   assert res.returncode != 0 and "already contains a pretrained checkpoint" in res.stderr
   assert Tokenizer.load(tmp_path / "cli" / "tokenizer").encode("a person") == Tokenizer.load(
       tiny_src).encode("a person")
+
+
+def test_export_sentencepiece_tokenizer_loads_in_transformers(tiny_src, tmp_path):
+  spm = pytest.importorskip("sentencepiece")
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(TEXTS), model_prefix=str(tmp_path / "sp"), vocab_size=300,
+      model_type="bpe", byte_fallback=True, character_coverage=1.0, pad_id=0, unk_id=1, bos_id=2,
+      eos_id=3, num_threads=1, minloglevel=2, hard_vocab_limit=False)
+  tok = Tokenizer.load(tmp_path / "sp.model")
+  bom, eom = tok.add_tokens(["[BOM]", "[EOM]"])
+  cfg = hf_lib.llama_config_from_hf(hf_lib.read_hf_config(tiny_src))
+  params = hf_lib.params_from_hf(hf_lib.load_safetensors(tiny_src), cfg)
+  out = pretrained.write_pretrained(tmp_path / "ours", cfg, params, tok)
+  exported = export_lib.export(out, "hf", tmp_path / "exported")
+  hf_tok = transformers.AutoTokenizer.from_pretrained(exported)
+  for text in ["a person walks forward.", "someone jumps[BOM] twice [EOM]then waves"]:
+    assert hf_tok(text)["input_ids"] == tok.encode(text), text
+  assert (hf_tok.bos_token_id, hf_tok.eos_token_id, hf_tok.pad_token_id) == (2, 3, 0)
+  assert hf_tok.convert_tokens_to_ids(["[BOM]", "[EOM]"]) == [bom, eom]
+
+
+def test_bfloat16_checkpoint_roundtrips_exactly(tmp_path):
+  src = tmp_path / "hf"
+  ref = make_hf_model(src, n_kv_heads=2, tie=False, rope_scaling=None)
+  ref = ref.to(torch.bfloat16)
+  ref.save_pretrained(src)  # overwrite the fp32 weights with bfloat16 ones
+  out = import_llm.import_llm(src, tmp_path / "ours", param_dtype="bfloat16")
+  cfg, model, _ = pretrained.load_pretrained(out)
+  assert cfg.param_dtype == "bfloat16"
+  ours = np.asarray(model.layers.text.down.kernel[...][1].astype(jnp.float32))
+  want = ref.model.layers[1].mlp.down_proj.weight.detach().float().numpy().T
+  np.testing.assert_array_equal(ours, want)
+  back = transformers.AutoModelForCausalLM.from_pretrained(export_lib.export(out, "hf", tmp_path / "exp"))
+  assert back.config.dtype == torch.bfloat16
+  for name, tensor in ref.state_dict().items():
+    assert torch.equal(back.state_dict()[name], tensor), name
