@@ -2,8 +2,10 @@
 
   loss = w_recon * recon + w_root * root + w_kl * kl + w_joints * joints
 
-  recon  elementwise smooth L1 (beta 1, as MotionStreamer) or L2 between decoded
-         and target normalised features, mean over valid frames and feature dims.
+  recon  elementwise smooth L1 (beta 1, as the T2M-GPT family of motion VQ-VAEs)
+         or L2 between decoded and target normalised features, mean over valid
+         frames and feature dims. (MotionStreamer itself uses the sigma-VAE
+         optimal-sigma Gaussian NLL; not offered here.)
   root   the same on the root dims only (hml263: dims 0:4, yaw velocity, xz
          velocity, height; mm272: dims 0:8, xz velocity + 6D heading change),
          weighted 7 by default as MotionStreamer does: root errors integrate
@@ -86,7 +88,7 @@ def _elementwise(kind: str, pred: jax.Array, target: jax.Array) -> jax.Array:
   diff = pred.astype(jnp.float32) - target.astype(jnp.float32)
   if kind == "l2":
     return diff * diff
-  a = jnp.abs(diff)  # smooth L1 / Huber with beta = 1 (PyTorch SmoothL1Loss default)
+  a = jnp.abs(diff)  # smooth L1 with beta = 1 (PyTorch SmoothL1Loss's default)
   return jnp.where(a < 1.0, 0.5 * diff * diff, a - 0.5)
 
 
