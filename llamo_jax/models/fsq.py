@@ -64,7 +64,7 @@ def codes_to_indices(codes: jax.Array, levels: Sequence[int]) -> jax.Array:
 
 
 def indices_to_codes(indices: jax.Array, levels: Sequence[int]) -> jax.Array:
-  """Flat code indices [...] -> normalised grid codes [...,Q] float32 (inverse of codes_to_indices)."""
+  """Flat code indices [...] -> normalised grid codes [...,Q] float32 (codes_to_indices^-1)."""
   basis = jnp.asarray([math.prod(levels[:i]) for i in range(len(levels))], jnp.int32)
   lv = jnp.asarray(levels, jnp.int32)
   digits = (indices[..., None].astype(jnp.int32) // basis) % lv

@@ -88,7 +88,7 @@ class MotionVAEConfig:
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> "MotionVAEConfig":
-    """Builds a config from `to_dict` output (or a ConfigDict's dict); ValueError on unknown keys/types."""
+    """Builds a config from a dict (`to_dict`, ConfigDict.to_dict()); ValueError on unknown keys/types."""
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - fields)
     if unknown:
@@ -293,11 +293,13 @@ class MotionVAE(nnx.Module):
   def _check_frames(self, x: jax.Array, what: str) -> None:
     if x.ndim != 3 or x.shape[-1] != self.cfg.input_dim:
       raise ValueError(f"MotionVAE.{what} expects normalised features [B,T,{self.cfg.input_dim}], "
-                       f"got shape {x.shape}; set MotionVAEConfig.input_dim to the representation's dim.")
+                       f"got shape {x.shape}; set MotionVAEConfig.input_dim to the "
+                       "representation's dim.")
 
   def _check_latents(self, z: jax.Array, what: str) -> None:
     if z.ndim != 3 or z.shape[-1] != self.cfg.latent_dim:
-      raise ValueError(f"MotionVAE.{what} expects latents [B,K,{self.cfg.latent_dim}], got shape {z.shape}.")
+      raise ValueError(f"MotionVAE.{what} expects latents [B,K,{self.cfg.latent_dim}], "
+                       f"got shape {z.shape}.")
 
   def encode_mean(self, x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
     """Normalised features x [B,T,Cin] -> encoder means [B,ceil(T/4),C] (before the bottleneck)."""

@@ -129,8 +129,9 @@ class VAELoss:
     self.to_joints = None
     if cfg.w_joints > 0:
       if feature_mean is None or feature_std is None:
-        raise ValueError("VAELossConfig.w_joints > 0 needs the dataset feature_mean and feature_std "
-                         "(to denormalise before features -> joints); pass them or set w_joints=0.")
+        raise ValueError("VAELossConfig.w_joints > 0 needs the dataset feature_mean and "
+                         "feature_std (to denormalise before features -> joints); pass them or "
+                         "set w_joints=0.")
       self.feature_mean = jnp.asarray(feature_mean, jnp.float32)
       self.feature_std = jnp.asarray(feature_std, jnp.float32)
       for name, value in (("feature_mean", self.feature_mean), ("feature_std", self.feature_std)):
