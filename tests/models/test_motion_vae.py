@@ -131,6 +131,7 @@ def test_streaming_steps_jit_as_pure_functions(model):
   # The state is a pytree of [B, (k-1)*d+1-stride, C] arrays that keeps its structure.
   assert jax.tree.structure(s1) == jax.tree.structure(s0)
   assert jax.tree.map(jnp.shape, s1) == jax.tree.map(jnp.shape, s0)
+  assert jax.tree.map(lambda a: a.dtype, s1) == jax.tree.map(lambda a: a.dtype, s0)
   assert s0[0].shape == (2, 2, 263)  # conv_in: k=3 -> 2 frames of input features
 
 
