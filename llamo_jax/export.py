@@ -54,7 +54,7 @@ def export_hf(checkpoint: str | pathlib.Path, out: pathlib.Path) -> None:
   """Writes the pretrained dir `checkpoint` as a transformers LlamaForCausalLM folder into `out`."""
   cfg = pretrained.read_config(checkpoint)
   tokenizer = Tokenizer.load(pathlib.Path(checkpoint) / pretrained.TOKENIZER_DIR)
-  cpu = jax.sharding.SingleDeviceSharding(jax.local_devices(backend="cpu")[0])
+  cpu = jax.sharding.SingleDeviceSharding(hf_lib.host_device())
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu),
                         pretrained.abstract_params(cfg))
   params = pretrained.restore_params(checkpoint, target)

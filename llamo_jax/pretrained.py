@@ -25,6 +25,7 @@ import orbax.checkpoint as ocp
 from jax.sharding import Mesh
 
 from llamo_jax import sharding as sharding_lib
+from llamo_jax.convert import hf as hf_lib
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models.llama import Llama, LlamaConfig
 
@@ -109,7 +110,7 @@ def write_pretrained(directory: str | pathlib.Path, cfg: LlamaConfig, params: Ma
             "source": source}
     (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     tokenizer.save(tmp / TOKENIZER_DIR)
-    with jax.default_device(jax.local_devices(backend="cpu")[0]):
+    with jax.default_device(hf_lib.host_device()):
       arrays = jax.tree.map(jnp.asarray, dict(params))
       checkpointer = ocp.StandardCheckpointer()
       checkpointer.save(tmp / PARAMS_DIR, arrays)

@@ -53,8 +53,11 @@ def test_scores_equal_transformers_log_softmax(tiny, tmp_path):
   text = tmp_path / "lines.txt"
   text.write_text("\n".join(LINES) + "\n")
   out = tmp_path / "scores.json"
+  score._token_logprobs.clear_cache()  # pylint: disable=protected-access
   score.score_file(checkpoint, text, out, batch_size=2)
   result = json.loads(out.read_text())
+  buckets = {score._bucket(len(ids), 128) for ids in result["token_ids"]}  # pylint: disable=protected-access
+  assert score._token_logprobs._cache_size() == len(buckets) < 4  # one compile per bucket, not per line
   _, _, tokenizer = pretrained.load_pretrained(checkpoint)
   kept = [l for l in LINES if l.strip()]
   assert len(result["token_ids"]) == len(result["logprobs"]) == len(kept) == 4

@@ -66,6 +66,8 @@ def config_from_gguf(reader: gguf.GGUFReader, **overrides: Any) -> LlamaConfig:
   arch = _field(reader, "general.architecture")
   if arch != "llama":
     raise ConversionError(f"Unsupported GGUF architecture {arch!r}; only 'llama' is supported.")
+  if int(_field(reader, "llama.expert_count", 0)):
+    raise ConversionError("Mixture-of-experts GGUF files (llama.expert_count > 0) are not supported.")
   scaling_type = _field(reader, "llama.rope.scaling.type", None)
   if scaling_type not in (None, "none"):
     raise ConversionError(f"Unsupported GGUF rope scaling {scaling_type!r}.")

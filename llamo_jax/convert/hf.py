@@ -60,6 +60,14 @@ class ConversionError(ValueError):
   """A checkpoint that cannot be converted: unsupported model, missing or misshapen tensors."""
 
 
+def host_device() -> jax.Device:
+  """Where converted arrays live: the CPU (the default device if JAX runs without a CPU backend)."""
+  try:
+    return jax.local_devices(backend="cpu")[0]
+  except RuntimeError:
+    return jax.local_devices()[0]
+
+
 # ---------------------------------------------------------------------------
 # Configs.
 # ---------------------------------------------------------------------------
@@ -166,7 +174,7 @@ def load_safetensors(folder: str | pathlib.Path) -> dict[str, np.ndarray]:
     raise FileNotFoundError(f"No {SINGLE_FILE} or {INDEX_FILE} in {folder}.")
   tensors = {}
   # The flax backend reads bfloat16 (numpy's does not); keep the copies on the host.
-  with jax.default_device(jax.local_devices(backend="cpu")[0]):
+  with jax.default_device(host_device()):
     for name in files:
       path = folder / name
       if not path.is_file():
@@ -183,7 +191,7 @@ def load_safetensors(folder: str | pathlib.Path) -> dict[str, np.ndarray]:
 
 def save_safetensors(tensors: Mapping[str, np.ndarray], path: str | pathlib.Path) -> None:
   """Writes {name: array} as one safetensors file with PyTorch-format metadata."""
-  with jax.default_device(jax.local_devices(backend="cpu")[0]):
+  with jax.default_device(host_device()):
     arrays = {k: jnp.asarray(v) for k, v in tensors.items()}
     safetensors.flax.save_file(arrays, str(path), metadata={"format": "pt"})
 
@@ -227,12 +235,15 @@ def params_from_hf(tensors: Mapping[str, np.ndarray], cfg: LlamaConfig, *,
                             "model.embed_tokens.weight.")
     del tensors["lm_head.weight"]
   missing = [n for n in expected if n not in tensors]
-  if missing:
-    raise ConversionError(f"{source} lacks {len(missing)} tensors the config needs, e.g. {missing[:5]}.")
   unexpected = sorted(set(tensors) - set(expected))
+  problems = []
   if unexpected:
-    raise ConversionError(f"{source} has {len(unexpected)} tensors a plain Llama does not, e.g. "
-                          f"{unexpected[:5]}; this architecture is not supported.")
+    problems.append(f"has {len(unexpected)} tensors a plain Llama does not, e.g. {unexpected[:5]} "
+                    "(this architecture is not supported)")
+  if missing:
+    problems.append(f"lacks {len(missing)} tensors the config needs, e.g. {missing[:5]}")
+  if problems:
+    raise ConversionError(f"{source} " + " and ".join(problems) + ".")
   for name, shape in expected.items():
     if tuple(tensors[name].shape) != shape:
       raise ConversionError(f"{source}: tensor {name} has shape {tuple(tensors[name].shape)}, "

@@ -276,3 +276,26 @@ def test_bfloat16_checkpoint_roundtrips_exactly(tmp_path):
   assert back.config.dtype == torch.bfloat16
   for name, tensor in ref.state_dict().items():
     assert torch.equal(back.state_dict()[name], tensor), name
+
+
+def test_old_style_config_json_equals_transformers5_style():
+  new = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 128256,
+         "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
+         "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 64, "rms_norm_eps": 1e-5,
+         "max_position_embeddings": 131072, "tie_word_embeddings": True,
+         "rope_parameters": {"rope_type": "llama3", "rope_theta": 500000.0, "factor": 32.0,
+                             "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                             "original_max_position_embeddings": 8192}}
+  old = {k: v for k, v in new.items() if k not in ("rope_parameters", "head_dim")}
+  old.update(rope_theta=500000.0, rope_scaling={
+      "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+      "original_max_position_embeddings": 8192})
+  cfg = hf_lib.llama_config_from_hf(new)
+  assert hf_lib.llama_config_from_hf(old) == cfg
+  assert cfg.head_dim == 64 and cfg.rope_theta == 500000.0 and cfg.rope_scaling.factor == 32.0
+  plain = dict(old, rope_scaling=None)
+  del plain["rope_theta"]
+  assert hf_lib.llama_config_from_hf(plain).rope_theta == 10000.0  # transformers' default
+  assert hf_lib.llama_config_from_hf(plain).rope_scaling is None
+  # Our export writes a config that reads back to the same LlamaConfig.
+  assert hf_lib.llama_config_from_hf(hf_lib.hf_config_from_llama(cfg)) == cfg
