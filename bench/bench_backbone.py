@@ -1,6 +1,6 @@
 r"""Llama backbone: forward+backward step time, ours (JAX) vs HF transformers (torch).
 
-  python bench/bench_backbone.py [--presets=tiny,smollm2_135m] [--steps=5] [--write=True]
+  python bench/bench_backbone.py [--presets=tiny,smollm2_135m] [--shapes=2x128,1x128] [--steps=20,5]
 
 Random weights, fp32, the same shapes in the same run, CPU. One step = the
 mean next-token cross-entropy and its gradient w.r.t. all parameters. Prints a
@@ -33,7 +33,8 @@ from llamo_jax.models.llama import Llama  # pylint: disable=g-import-not-at-top
 _PRESETS = flags.DEFINE_list("presets", ["tiny", "smollm2_135m"], "Model presets to time.")
 _SHAPES = flags.DEFINE_list("shapes", ["2x128", "1x128"],
                             "Batch x length per preset (same order as --presets).")
-_STEPS = flags.DEFINE_integer("steps", 5, "Timed steps (after 2 warmup steps).")
+_STEPS = flags.DEFINE_list("steps", ["20", "5"],
+                           "Timed steps per preset (after 2 warmup steps each).")
 _WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -41,19 +42,22 @@ START, END = "<!-- bench_backbone:start -->", "<!-- bench_backbone:end -->"
 WARMUP = 2
 
 
-def _time(fn, steps):
-  for _ in range(WARMUP):
-    fn()
-  times = []
+def _time_interleaved(fns, steps):
+  """Per-fn step times, running the fns in turn so they see the same machine load."""
+  for fn in fns:
+    for _ in range(WARMUP):
+      fn()
+  times = [[] for _ in fns]
   for _ in range(steps):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
+    for fn, out in zip(fns, times):
+      start = time.perf_counter()
+      fn()
+      out.append(time.perf_counter() - start)
   return times
 
 
-def bench_ours(cfg, tokens, steps):
-  """(step times, compile seconds, n params) of jit(value_and_grad(loss))."""
+def make_ours(cfg, tokens):
+  """(step fn, compile seconds, n params) of jit(value_and_grad(loss))."""
   model = Llama(cfg, rngs=nnx.Rngs(0))
   graphdef, params = nnx.split(model)
   n_params = sum(x.size for x in jax.tree.leaves(params))
@@ -66,12 +70,11 @@ def bench_ours(cfg, tokens, steps):
   start = time.perf_counter()
   step = jax.jit(jax.value_and_grad(loss_fn)).lower(params, tokens).compile()
   compile_s = time.perf_counter() - start
-  times = _time(lambda: jax.block_until_ready(step(params, tokens)), steps)
-  return times, compile_s, n_params
+  return lambda: jax.block_until_ready(step(params, tokens)), compile_s, n_params
 
 
-def bench_hf(cfg, tokens, steps):
-  """Step times of HF LlamaForCausalLM loss.backward() on the same shapes."""
+def make_hf(cfg, tokens):
+  """Step fn of HF LlamaForCausalLM loss.backward() on the same shapes."""
   rope = {"rope_type": "default", "rope_theta": cfg.rope_theta}
   if cfg.rope_scaling is not None:
     rope = {"rope_type": "llama3", "rope_theta": cfg.rope_theta,
@@ -94,7 +97,7 @@ def bench_hf(cfg, tokens, steps):
     model.zero_grad(set_to_none=True)
     model(input_ids=ids, labels=ids).loss.backward()
 
-  return _time(step, steps)
+  return step
 
 
 def _fmt(times):
@@ -104,15 +107,15 @@ def _fmt(times):
 
 def main(argv):
   del argv
-  if len(_SHAPES.value) != len(_PRESETS.value):
-    raise app.UsageError("--shapes needs one BxT entry per --presets entry.")
+  if not len(_SHAPES.value) == len(_STEPS.value) == len(_PRESETS.value):
+    raise app.UsageError("--shapes and --steps need one entry per --presets entry.")
   rows = []
-  for name, shape in zip(_PRESETS.value, _SHAPES.value):
+  for name, shape, steps in zip(_PRESETS.value, _SHAPES.value, _STEPS.value):
     cfg = presets.get_preset(name)
     b, t = (int(x) for x in shape.split("x"))
     tokens = jax.random.randint(jax.random.key(0), (b, t), 0, cfg.vocab_size, jnp.int32)
-    ours, compile_s, n_params = bench_ours(cfg, tokens, _STEPS.value)
-    hf = bench_hf(cfg, tokens, _STEPS.value)
+    ours_step, compile_s, n_params = make_ours(cfg, tokens)
+    ours, hf = _time_interleaved([ours_step, make_hf(cfg, tokens)], int(steps))
     ratio = statistics.median(hf) / statistics.median(ours)
     rows.append(f"| {name} | {b}x{t} | {n_params / 1e6:.1f}M | {_fmt(ours)} | {_fmt(hf)} "
                 f"| {ratio:.2f}x | {compile_s:.1f} |")
@@ -123,12 +126,13 @@ def main(argv):
       "## Llama backbone: forward+backward step (bench/bench_backbone.py)",
       "",
       f"`python bench/bench_backbone.py --presets={','.join(_PRESETS.value)} "
-      f"--shapes={','.join(_SHAPES.value)} --steps={_STEPS.value}`: random weights, fp32, "
+      f"--shapes={','.join(_SHAPES.value)} --steps={','.join(_STEPS.value)}`: random weights, fp32, "
       "mean next-token cross-entropy + gradient w.r.t. all parameters; ours = "
       "jit(value_and_grad) of `Llama` (scan_layers, no remat), HF = "
       f"`LlamaForCausalLM(...).loss.backward()` (transformers {transformers.__version__}, "
       f"torch {torch.__version__}, sdpa attention). Milliseconds: median (min-max) of "
-      f"{_STEPS.value} steps after {WARMUP} warmup steps; speedup = HF median / ours.",
+      f"the timed steps (--steps) after {WARMUP} warmup steps, ours and HF alternating step by step "
+      "so both see the same load; speedup = HF median / ours.",
       "",
       f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
       f"jax {jax.__version__} ({jax.default_backend()}), torch threads "
