@@ -70,6 +70,9 @@ class LlamaConfig:
   def __post_init__(self):
     if isinstance(self.rope_scaling, Mapping):
       object.__setattr__(self, "rope_scaling", _rope_scaling_from_dict(self.rope_scaling))
+    if not (self.rope_scaling is None or isinstance(self.rope_scaling, RopeScaling)):
+      raise ValueError("LlamaConfig.rope_scaling must be None, a RopeScaling or a dict of its "
+                       f"fields, got {self.rope_scaling!r}.")
     for name in ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim",
                  "ffn_dim", "max_seq_len"):
       value = getattr(self, name)
