@@ -49,6 +49,15 @@ rig joints strictly between the mapped pelvis and neck:
     pelvis -> lower... at the arc-length fractions the target skeleton has
     (|o3| : |o6| : |o9| of TARGET_OFFSETS), computed per frame.
 Spine joints given in a user mapping are used as given.
+
+Zero-length bones (a joint on its parent's point, like CMU's LowerBack, Neck
+and LeftShoulder) would leave bone directions undefined for inverse
+kinematics, so: (1) a mapped joint sitting on its rig parent moves to its only
+child when that child is unused (CMU: neck = Neck1); (2) such joints are left
+out of the spine chain; (3) one of our joints still on our parent's point
+(CMU: collar on spine3) becomes the point at |o_j| / (|o_j| + |o_child|) of the
+rig path from our parent to our child (Spine1 -> LeftShoulder -> LeftArm);
+(4) anything left raises `BvhMappingError`.
 """
 from __future__ import annotations
 
@@ -672,6 +681,7 @@ def map_to_skeleton(motion: BvhMotion,
   for key, rig_name in load_mapping(mapping).items():
     sources[_our_index(key)] = JointSource("joint", (rig_index(rig_name),))
 
+  user_mapped = set(sources)
   # Alias tables for everything the user did not map, except the spine.
   used = {s.indices[0] for s in sources.values()}
   wanted = [i for i in range(NUM_JOINTS) if i not in sources and i not in SPINE_JOINTS]
@@ -701,8 +711,89 @@ def map_to_skeleton(motion: BvhMotion,
   if missing:
     raise _missing_error(source, missing, names)
 
-  _map_spine(sources, motion, source)
-  return SkeletonMapping(sources=tuple(sources[i] for i in range(NUM_JOINTS)), names=tuple(names))
+  # Zero-length bones: measured on the first frame (robust to 6-channel joints).
+  first = dataclasses.replace(motion, values=motion.values[:1])
+  pos0 = global_positions(first)[0]
+  eps = 1e-3 * max(float(np.ptp(pos0, axis=0).max()), 1e-12)
+  zero = [i > 0 and j.parent >= 0 and np.linalg.norm(pos0[i] - pos0[j.parent]) < eps
+          for i, j in enumerate(motion.joints)]
+  _step_off_zero_joints(sources, parents, zero, keep=user_mapped)
+  _map_spine(sources, motion, source, zero)
+  mapped = SkeletonMapping(sources=tuple(sources[i] for i in range(NUM_JOINTS)),
+                           names=tuple(names))
+  return _fix_degenerate_bones(mapped, first, parents, eps, source)
+
+
+def _step_off_zero_joints(sources: dict[int, JointSource], parents: np.ndarray,
+                          zero: Sequence[bool], keep: set[int]) -> None:
+  """Moves a mapped joint that sits on its rig parent to its only child (CMU: Neck -> Neck1).
+
+  Joints of ours in `keep` (the user's mapping) stay where they are.
+  """
+  used = {s.indices[0] for s in sources.values() if s.kind == "joint"}
+  for ours, s in list(sources.items()):
+    if ours == PELVIS or ours in keep or s.kind != "joint":
+      continue
+    r = s.indices[0]
+    while zero[r]:
+      children = np.nonzero(parents == r)[0]
+      if len(children) != 1 or int(children[0]) in used:
+        break
+      used.discard(r)
+      r = int(children[0])
+      used.add(r)
+    sources[ours] = JointSource("joint", (r,))
+
+
+def _rig_path(parents: np.ndarray, top: int, bottom: int) -> tuple[int, ...] | None:
+  """Rig joints from `top` down to its descendant `bottom` (inclusive), or None."""
+  path = [bottom]
+  while path[-1] != top:
+    if parents[path[-1]] < 0:
+      return None
+    path.append(int(parents[path[-1]]))
+  return tuple(reversed(path))
+
+
+def _fix_degenerate_bones(mapped: SkeletonMapping, first: BvhMotion, parents: np.ndarray,
+                          eps: float, source: str) -> SkeletonMapping:
+  """Our joints sitting on their (our) parent move along the rig path to their child.
+
+  CMU's LeftShoulder (our collar) has a zero OFFSET from Spine1 (our spine3):
+  the collar becomes the point at |o_collar| / (|o_collar| + |o_shoulder|) of
+  the rig path Spine1 -> LeftShoulder -> LeftArm. Zero-length bones would make
+  the bone directions of inverse kinematics undefined.
+  """
+  sources = list(mapped.sources)
+  lengths = np.linalg.norm(np.asarray(skeleton.TARGET_OFFSETS), axis=-1)
+  children = {p: [c for c in range(NUM_JOINTS) if skeleton.PARENTS[c] == p]
+              for p in range(NUM_JOINTS)}
+  pos = apply_mapping(first, dataclasses.replace(mapped, sources=tuple(sources)))[0]
+  bad = []
+  for j in range(1, NUM_JOINTS):
+    p = skeleton.PARENTS[j]
+    if np.linalg.norm(pos[j] - pos[p]) >= eps:
+      continue
+    fixed = False
+    if sources[j].kind == "joint" and sources[p].kind == "joint":
+      for c in children[j]:
+        if sources[c].kind != "joint":
+          continue
+        path = _rig_path(parents, sources[p].indices[0], sources[c].indices[0])
+        if path and sources[j].indices[0] in path:
+          sources[j] = JointSource("chain", path, float(lengths[j] / (lengths[j] + lengths[c])))
+          fixed = True
+          break
+    if not fixed:
+      bad.append(j)
+  if bad:
+    names = skeleton.JOINT_NAMES
+    raise BvhMappingError(
+        f"{source}: these bones of ours have zero length in the rig (both ends on the same "
+        "point): " + ", ".join(f"{names[skeleton.PARENTS[j]]}->{names[j]} "
+                               f"({sources[j].describe(mapped.names)})" for j in bad) +
+        ". Map them to rig joints that are apart (mapping=dict or --mapping=FILE.json).")
+  return dataclasses.replace(mapped, sources=tuple(sources))
 
 
 def _missing_error(source: str, missing: Sequence[int], names: Sequence[str]) -> BvhMappingError:
@@ -720,7 +811,8 @@ def _spine_fractions() -> np.ndarray:
   return np.cumsum(lengths)
 
 
-def _map_spine(sources: dict[int, JointSource], motion: BvhMotion, source: str) -> None:
+def _map_spine(sources: dict[int, JointSource], motion: BvhMotion, source: str,
+               zero: Sequence[bool]) -> None:
   """Fills spine1/2/3 of `sources` by the spine rule (module docstring)."""
   todo = [i for i in SPINE_JOINTS if i not in sources]
   if not todo:
@@ -731,7 +823,10 @@ def _map_spine(sources: dict[int, JointSource], motion: BvhMotion, source: str) 
   if pelvis not in up:
     raise BvhMappingError(f"{source}: the neck ({names[neck]}) is not below the pelvis "
                           f"({names[pelvis]}) in the hierarchy; map the spine joints explicitly.")
-  chain = list(reversed(up[:up.index(pelvis)]))  # pelvis-exclusive, bottom to top
+  # Pelvis-exclusive, bottom to top; joints on their parent's point (CMU's
+  # LowerBack, Neck) add nothing to the polyline and are left out.
+  given = {sources[i].indices[0] for i in SPINE_JOINTS if i in sources}
+  chain = [a for a in reversed(up[:up.index(pelvis)]) if not zero[a] or a in given]
   if SPINE3 in sources:
     s3 = sources[SPINE3].indices[0]
     if s3 not in chain:

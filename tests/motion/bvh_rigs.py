@@ -53,7 +53,7 @@ _TO_SMPL_SNAKE = {
 def rig(style: str = "cmu") -> list[tuple]:
   """A rig spec in one naming convention.
 
-  Styles: "cmu"; "mixamo" (mixamorig: prefix, no hip joints / Neck1);
+  Styles: "cmu"; "cmu_zero" (CMU with cgspeed's zero offsets); "mixamo" (mixamorig: prefix, no hip joints / Neck1);
   "humanik" (four spine joints, toe end joints); "smpl_snake" (left_hip ...);
   "smpl_caps" (L_Hip ...); "no_toes" (CMU without toe joints; ankles get End
   Sites); "no_left_arm" (CMU without LeftArm and below).
@@ -61,6 +61,9 @@ def rig(style: str = "cmu") -> list[tuple]:
   spec = [list(j) for j in _CMU]
   if style == "cmu":
     pass
+  elif style == "cmu_zero":
+    # As the cgspeed CMU files: LowerBack, Neck and the Shoulders sit on their parents.
+    spec = _zero_offsets(spec, ["LowerBack", "Neck", "LeftShoulder", "RightShoulder"])
   elif style == "mixamo":
     spec = _drop(spec, {"LHipJoint", "RHipJoint", "Neck1", "LowerBack"})
     spec = [[f"mixamorig:{n}", p and f"mixamorig:{p}", o, e] for n, p, o, e in spec]
@@ -101,6 +104,17 @@ def _caps(snake: str) -> str:
   if side in ("left", "right"):
     return f"{side[0].upper()}_{rest.capitalize()}"
   return snake.capitalize()
+
+
+def _zero_offsets(spec: list, names: list[str]) -> list:
+  """Zeroes the offsets of `names`, moving them into their children (same rest pose)."""
+  for name in names:
+    j = next(x for x in spec if x[0] == name)
+    for c in spec:
+      if c[1] == name:
+        c[2] = tuple(np.add(c[2], j[2]))
+    j[2] = (0.0, 0.0, 0.0)
+  return spec
 
 
 def _drop(spec: list, names: set[str]) -> list:

@@ -170,6 +170,30 @@ def test_cmu_rig_mapping():
   _check_direct(m, j, {n[4]: "LeftLeg", n[11]: "RightToeBase", n[21]: "RightHand"})
 
 
+def test_cmu_zero_length_joints_are_stepped_over():
+  """cgspeed CMU: LowerBack sits on Hips, Neck on Spine1, LeftShoulder on Spine1."""
+  m = bvh.parse_bvh(bvh_rigs.bvh_text(bvh_rigs.rig("cmu_zero")))
+  mp = bvh.map_to_skeleton(m)
+  desc = mp.describe()
+  assert desc[NAMES[12]] == "Neck1"  # Neck has zero length: its only child
+  assert desc[NAMES[9]] == "Spine1"
+  assert desc[NAMES[3]].endswith("along Hips -> Spine -> Spine1")  # LowerBack left out
+  assert desc[NAMES[13]].endswith("along Spine1 -> LeftShoulder -> LeftArm")
+  j = bvh.to_joints(m, mapping=mp, unit="m")
+  assert np.all(skeleton.bone_lengths(j)[:, 1:] > 0.02)
+  lengths = np.linalg.norm(skeleton.TARGET_OFFSETS, axis=-1)
+  f = lengths[13] / (lengths[13] + lengths[16])
+  np.testing.assert_allclose(j[:, 13], (1 - f) * j[:, 9] + f * j[:, 16], atol=1e-9)
+
+
+def test_zero_length_bone_that_cannot_be_fixed_is_an_error():
+  spec = bvh_rigs.rig("cmu")
+  m = bvh.parse_bvh(bvh_rigs.bvh_text(spec))
+  with pytest.raises(bvh.BvhMappingError, match="zero length"):
+    # Toe on the ankle: the user mapping forces a zero-length foot with nothing below it.
+    bvh.map_to_skeleton(m, {NAMES[7]: "LeftFoot", NAMES[10]: "LeftFoot"})
+
+
 def test_mixamo_prefix_and_six_channel_joints():
   spec = bvh_rigs.rig("mixamo")
   m = bvh.parse_bvh(bvh_rigs.bvh_text(spec, scale=100.0))
