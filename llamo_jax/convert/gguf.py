@@ -52,10 +52,14 @@ _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1
 _PRE_TOKENIZERS = ("default", "gpt2", "smollm", "llama-bpe", "llama3", "llama-v3")
 
 
-def _field(reader: gguf.GGUFReader, key: str, default: Any = ConversionError) -> Any:
+_REQUIRED = object()
+
+
+def _field(reader: gguf.GGUFReader, key: str, default: Any = _REQUIRED) -> Any:
+  """A metadata value; a missing key is an error unless a default is given."""
   field = reader.get_field(key)
   if field is None:
-    if default is ConversionError:
+    if default is _REQUIRED:
       raise ConversionError(f"GGUF metadata key {key!r} is missing.")
     return default
   return field.contents()
