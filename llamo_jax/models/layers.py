@@ -17,6 +17,8 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
+from llamo_jax import sharding
+
 INIT_STD = 0.02  # HF Llama's initializer_range.
 
 
@@ -64,7 +66,10 @@ class Embed(nnx.Module):
 
   def __call__(self, tokens: jax.Array) -> jax.Array:
     """tokens [B,T] int -> [B,T,D] in the compute dtype."""
-    return jnp.take(self.embedding[...], tokens, axis=0).astype(self.dtype)
+    # Gather the fsdp-sharded model dim first (the FSDP all-gather), so the
+    # lookup only has to split over vocab; GSPMD otherwise replicates it all.
+    table = sharding.constrain(self.embedding[...], ("vocab", None))
+    return jnp.take(table, tokens, axis=0).astype(self.dtype)
 
   def attend(self, h: jax.Array) -> jax.Array:
     """h [B,T,D] -> logits [B,T,V] in float32."""
