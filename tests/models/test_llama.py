@@ -10,7 +10,7 @@ import pytest
 
 from llamo_jax.models import attention as attn_lib
 from llamo_jax.models import presets
-from llamo_jax.models.llama import Llama, LlamaConfig, init_cache
+from llamo_jax.models.llama import Llama, LlamaConfig, init_cache, make_expert
 
 TINY = presets.get_preset("tiny")
 
@@ -289,3 +289,49 @@ def test_bfloat16_compute_keeps_fp32_params_and_logits():
   # bf16 has ~3 significant digits: close to fp32, but not equal.
   err = np.abs(np.asarray(out) - np.asarray(ref)).max()
   assert 0 < err < 0.05 * np.abs(np.asarray(ref)).max()
+
+
+# ----------------------------------------------------------------- MoT readiness
+
+class _TwoExpertBlock(nnx.Module):
+  """A minimal MoT block built only from the public pieces (as models/mot.py will)."""
+
+  def __init__(self, cfg, rngs):
+    self.text = make_expert(cfg, rngs=rngs)
+    self.motion = make_expert(cfg, rngs=rngs)
+
+  def __call__(self, h, ctx, layer_kv, is_motion):
+    def pick(t, m):
+      mask = is_motion.reshape(is_motion.shape + (1,) * (t.ndim - 2))
+      return jnp.where(mask, m, t)
+    q, k, v = (pick(t, m) for t, m in zip(self.text.qkv(h), self.motion.qkv(h)))
+    a, layer_kv = attn_lib.attention(q, k, v, ctx, layer_kv)
+    h = h + pick(self.text.attn_out(a), self.motion.attn_out(a))
+    h = h + pick(self.text.ffn(h), self.motion.ffn(h))
+    return h, layer_kv
+
+
+def test_two_expert_block_routes_tokens_through_the_shared_attention():
+  model = make_model()
+  tokens = random_tokens((2, 12))
+  ref = forward(model, tokens)
+  block = _TwoExpertBlock(model.cfg, nnx.Rngs(5))
+  block.text = model.layers.text
+  mot = make_model()
+  mot.layers = block
+  is_motion = jnp.zeros((2, 12), bool).at[:, 6:9].set(True)
+
+  @nnx.jit
+  def run(mot, tokens, is_motion):
+    h, _ = mot.backbone(mot.embed_tokens(tokens), block_args=(is_motion,))
+    return mot.logits(h)
+
+  # Text before the first motion token is exactly the base model...
+  out = run(mot, tokens, is_motion)
+  np.testing.assert_allclose(out[:, :6], ref[:, :6], atol=1e-6)
+  assert np.abs(out[:, 6:] - ref[:, 6:]).max() > 1e-3  # ...motion tokens use their expert.
+  # With the motion expert a copy of the text expert, routing changes nothing.
+  nnx.update(block.motion, nnx.state(model.layers.text))
+  np.testing.assert_allclose(run(mot, tokens, is_motion), ref, atol=1e-5)
+  assert {p[1] for p, _ in nnx.state(mot, nnx.Param).flat_state() if p[0] == "layers"} == {
+      "text", "motion"}
