@@ -12,8 +12,9 @@ nothing is silently replicated.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from flax import nnx
 from flax.core import spmd as flax_spmd
@@ -159,6 +160,14 @@ def state_shardings(abstract_state: Any, mesh: Mesh, rules: Rules = DEFAULT_RULE
 
   return jax.tree_util.tree_map_with_path(
       one, abstract_state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+@contextlib.contextmanager
+def mesh_context(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> Iterator[None]:
+  """Makes `mesh` and `rules` current: `constrain` hints apply inside jit, and
+  nnx.eval_shape maps logical names through `rules`. Trace steps inside it."""
+  with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
+    yield
 
 
 def active_rules() -> Rules:

@@ -122,7 +122,7 @@ def reference():
 def test_sharded_forward_loss_and_grads_match_single_device(reference, mesh_shape):
   cfg, tokens, (ref_loss, ref_logits, ref_grads) = reference
   mesh = sharding.make_mesh(mesh_shape)
-  with jax.set_mesh(mesh):
+  with sharding.mesh_context(mesh):
     model = sharding.create_sharded(lambda: Llama(cfg, rngs=nnx.Rngs(0)), mesh)
     params = nnx.state(model, nnx.Param)
     for path, v in params.flat_state():
@@ -153,6 +153,11 @@ def test_constrain_is_a_noop_without_mesh_and_shards_batch_with_one():
   x = jnp.ones((8, 4, 16))
   assert sharding.constrain(x, ("batch", "length", None)) is x
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  rules = sharding.rules_from_config([("length", "tensor")])
+  with sharding.mesh_context(mesh, rules):
+    assert sharding.active_rules() == rules
+    w = jax.jit(lambda x: sharding.constrain(x * 2, ("batch", "length", None)))(x)
+  assert w.addressable_shards[0].data.shape == (2, 2, 16)  # the context's rules applied
   with jax.set_mesh(mesh):
     y = jax.jit(lambda x: sharding.constrain(x * 2, ("batch", "length", None)))(x)
     # batch 3 is not divisible by 4 devices: the hint leaves that dim whole.
