@@ -140,6 +140,7 @@ def compose(segments: list[segment.Segment], fps: float) -> Clip:
     rec["distance"] = round(float(np.linalg.norm(root_xz[e - 1] - root_xz[a])), 3)
     rec["angle"] = round(float(abs(np.degrees(heading[e - 1] - heading[a]))), 1)
     rec["start"], rec["end"] = int(a), int(e)
+    rec["duration"] = round((e - a) / fps, 2)
     records.append(rec)
   return Clip(local_quats=quats, root_pos=root_pos, joints=joints, segments=records, fps=fps,
               planted=plan.planted)
