@@ -225,7 +225,7 @@ def parse_bvh(text: str, source: str = "<string>") -> BvhMotion:
       if stack or pending is not None:
         fail("MOTION before the hierarchy's braces are closed.", line_no)
       break
-    head, _, rest = line.partition(" ")
+    head, rest = (re.split(r"\s+", line, maxsplit=1) + [""])[:2]
     key = head.upper()
     opens = False
     if rest.rstrip().endswith("{") and key in ("ROOT", "JOINT", "END"):
