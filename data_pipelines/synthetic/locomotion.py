@@ -19,7 +19,7 @@ from data_pipelines.synthetic import upper_body
 class Gait:
   duty: float  # stance fraction of a stride
   lift: float  # swing foot clearance, m
-  heel_tuck: float  # backward swing of the foot (m), big when running
+  swing_reach: float  # extra forward reach of the swinging foot (m), running
   bob: float  # pelvis bob amplitude, m (+: highest at mid-stance, inverted pendulum)
   crouch: float  # pelvis lowered while moving, m
   lean: float  # trunk lean forward, rad
@@ -43,11 +43,11 @@ class Gait:
 
 
 GAITS = {
-    "walk": Gait(duty=0.62, lift=0.09, heel_tuck=0.0, bob=0.012, crouch=0.01, lean=0.03,
+    "walk": Gait(duty=0.62, lift=0.09, swing_reach=0.0, bob=0.012, crouch=0.01, lean=0.03,
                  arm_swing=np.deg2rad(18), arm_reach=0.95, ramp=0.7),
-    "jog": Gait(duty=0.42, lift=0.15, heel_tuck=0.12, bob=-0.025, crouch=0.04, lean=0.08,
+    "jog": Gait(duty=0.42, lift=0.15, swing_reach=0.12, bob=-0.025, crouch=0.04, lean=0.08,
                 arm_swing=np.deg2rad(28), arm_reach=0.72, ramp=0.8),
-    "run": Gait(duty=0.35, lift=0.22, heel_tuck=0.22, bob=-0.035, crouch=0.06, lean=0.14,
+    "run": Gait(duty=0.35, lift=0.22, swing_reach=0.22, bob=-0.035, crouch=0.06, lean=0.14,
                 arm_swing=np.deg2rad(38), arm_reach=0.62, ramp=0.9),
 }
 # Body-frame (x, z) unit vectors of the travel directions.
@@ -120,11 +120,11 @@ def locomotion(fps: float, gait: str, direction: str, speed: float, duration: fl
   for foot, a, b in steps:
     u = segment.swing_u(b - a)
     lift = np.zeros((b - a, 3))
-    # Running feet rise early and tuck behind the body; walking feet just clear the floor.
-    # Toes clear the floor before they travel (plateau profile), so they never scuff.
+    # Toes clear the floor before they travel (plateau profile), so they never scuff;
+    # running feet also reach forward mid-swing.
     peak = easing.min_jerk(u / 0.3) * easing.min_jerk((1.0 - u) / 0.3)
     lift[:, 1] = g.lift * peak * (0.4 + 0.6 * env[a:b])
-    lift[:, 2] = g.heel_tuck * easing.bump(u) * env[a:b]
+    lift[:, 2] = g.swing_reach * easing.bump(u) * env[a:b]
     pitch = 0.35 * easing.bump(np.clip(1.6 * u, 0, 1))
     swings.append(segment.Swing(foot=foot, start=a, end=b, lift=lift, pitch=pitch,
                                 lead=g.duty * stride))
@@ -147,7 +147,7 @@ def locomotion(fps: float, gait: str, direction: str, speed: float, duration: fl
   for side, sign in ((0, 1.0), (1, -1.0)):
     reach = (upper_body.REST_REACH + (g.arm_reach - upper_body.REST_REACH) * env) * rig.body().arm[side]
     ang = upper_body.REST_FORWARD + sign * swing_angle * left_fwd
-    wrists.append(upper_body.arm_direction(ang, upper_body.REST_OUT)[..., :] * reach[:, None])
+    wrists.append(upper_body.arm_direction(ang, upper_body.REST_OUT) * reach[:, None])
     poles.append(np.broadcast_to(np.array([0.15, 0.0, -1.0]), (n, 3)))
   upper = upper_body.upper_pose(n, wrists=wrists, poles=poles, spine_pitch=lean * 0.5,
                                 spine_yaw=-wobble, head_pitch=0.05 * env)
