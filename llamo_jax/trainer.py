@@ -122,6 +122,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   total_steps = int(config.total_steps)
   logging.info("mesh %s, %d processes, %d devices", dict(mesh.shape), jax.process_count(),
                jax.device_count())
+  # Steps are traced under the mesh and logical rules, so activation sharding hints apply.
+  with sharding.mesh_context(mesh, rules):
+    return _run(config, workdir, mesh, rules, task, writer, total_steps)
+
+
+def _run(config, workdir, mesh, rules, task, writer, total_steps) -> dict[str, float]:
+  """Data, sharded state, resume, compiled step and the loop (see train_and_evaluate)."""
 
   # ------------------------------------------------------------------ data
   train_iter = task.make_loader("train", seed=config.seed, process_index=jax.process_index(),
