@@ -1,0 +1,96 @@
+"""build_records: round trip through ArrayRecord, statistics, report, overwrite and atomicity."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_pipelines import build_records
+from llamo_jax.data import records
+from llamo_jax.data import sources
+import motion_folder
+
+
+@pytest.fixture
+def source(tmp_path):
+  root = tmp_path / "hml"
+  split_ids = motion_folder.make_folder(root, num_clips=12)
+  # One bad clip in train, so the report has something to count.
+  motion_folder.write_clip(root, "short", 30, np.random.default_rng(3))
+  motion_folder.write_splits(root, {**split_ids, "train": split_ids["train"] + ["short"]})
+  return root, split_ids
+
+
+def test_round_trip(tmp_path, source):
+  root, split_ids = source
+  summary = build_records.build_records(root, tmp_path / "out", name="tiny")
+  ds = records.open_dataset(tmp_path / "out" / "tiny")
+  assert ds.representation == "hml263" and ds.dim == 263 and ds.fps == 20.0
+  assert dict(ds.split_sizes) == {k: len(v) for k, v in split_ids.items()}
+  assert summary["skipped"] == {"train": {"too_short": 1}}
+  assert summary["skipped_examples"][0]["id"] == "short"
+  np.testing.assert_array_equal(ds.mean, np.load(root / "Mean.npy"))
+  np.testing.assert_array_equal(ds.std, np.load(root / "Std.npy"))
+  expected = list(sources.HumanML3DSource(root).iter_split("train", sources.SkipReport()))
+  src = ds.data_source("train")
+  assert len(src) == len(expected)
+  for i, clip in enumerate(expected):
+    got = records.decode(src[i])
+    assert got["clip_id"] == clip.clip_id and got["source_id"] == clip.source_id
+    np.testing.assert_array_equal(got["features"], clip.features)
+    np.testing.assert_array_equal(got["joints"], clip.joints)
+    assert got["captions"] == list(clip.captions)
+    assert got["length"] == clip.length
+    assert json.loads(got["attributes"]) == json.loads(clip.attributes)
+  assert not (tmp_path / "out" / "tiny" / "downloads").exists()
+  assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["tiny"]  # no temp dir left
+
+
+def test_statistics_computed_when_absent(tmp_path, source):
+  root, _ = source
+  (root / "Mean272.npy").unlink()
+  (root / "Std272.npy").unlink()
+  summary = build_records.build_records(root, tmp_path / "out", representation="mm272", name="t272")
+  ds = records.open_dataset(tmp_path / "out" / "t272")
+  frames = np.concatenate([c.features for c in sources.HumanML3DSource(root, "mm272")
+                           .iter_split("train", sources.SkipReport())])
+  np.testing.assert_allclose(ds.mean, frames.mean(0), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ds.std, frames.std(0), rtol=1e-4)
+  assert "computed over" in summary["stats"]
+
+
+def test_refuses_overwrite_and_failure_leaves_nothing(tmp_path, source, monkeypatch):
+  root, _ = source
+  out = tmp_path / "out"
+  build_records.build_records(root, out, name="tiny")
+  with pytest.raises(FileExistsError, match="--overwrite"):
+    build_records.build_records(root, out, name="tiny")
+  before = records.open_dataset(out / "tiny").split_sizes
+
+  def boom(*a, **k):
+    raise RuntimeError("disk full")
+  monkeypatch.setattr(records, "write_splits", boom)
+  with pytest.raises(RuntimeError, match="disk full"):
+    build_records.build_records(root, out, name="tiny", overwrite=True)
+  assert sorted(p.name for p in out.iterdir()) == ["tiny"]
+  assert records.open_dataset(out / "tiny").split_sizes == before
+  monkeypatch.undo()
+  build_records.build_records(root, out, name="tiny", overwrite=True, splits=["val"])
+  assert dict(records.open_dataset(out / "tiny").split_sizes) == {"val": before["val"]}
+  assert sorted(p.name for p in out.iterdir()) == ["tiny"]
+
+
+def test_cli(tmp_path, source):
+  root, _ = source
+  result = subprocess.run(
+      [sys.executable, "-m", "data_pipelines.build_records", f"--source={root}",
+       f"--out={tmp_path / 'out'}", "--name=cli"], capture_output=True, text=True, check=True)
+  assert "written" in result.stdout and "too_short=1" in result.stdout
+  assert (tmp_path / "out" / "cli" / records.REPORT_FILE).is_file()
+  assert records.open_dataset(tmp_path / "out" / "cli").split_sizes["train"] == 9
+
+
+def test_clear_errors(tmp_path):
+  with pytest.raises(FileNotFoundError, match="build_records"):
+    records.open_dataset(tmp_path)
