@@ -93,6 +93,7 @@ def write_splits(data_dir: str | pathlib.Path, *, name: str, dim: int,
 
   Split iterables are consumed lazily (one clip in memory at a time per split).
   """
+  tfds.disable_progress_bar()
   builder = _MotionBuilder(name=name, dim=dim, splits=splits,
                            description=description or "Motion clips with captions.",
                            data_dir=str(data_dir), file_format="array_record")
