@@ -135,14 +135,17 @@ def _arms(n, wrists, poles):
   return out_w, out_p
 
 
-def wave(fps: float, side: int, count: int) -> segment.Segment:
-  """Raise one hand beside the head and wave it `count` times."""
-  period = 0.5
+def wave(fps: float, side: int, count: int, period: float = 0.5,
+         hand_height: float = 0.36) -> segment.Segment:
+  """Raise one hand beside the head and wave it `count` times, `period` s each.
+
+  hand_height: wrist above the shoulder while waving, m.
+  """
   t_up, t_down = 0.6, 0.6
   duration = t_up + count * period + t_down + 0.2
   n, t = _frames(duration, fps)
   rest_w, rest_p = _rest_wrist(1, side)
-  raised = np.array([0.22, 0.36, 0.12])
+  raised = np.array([0.22, hand_height, 0.12])
   via = np.array([0.34, -0.12, 0.22])
   t_end = t_up + count * period
   keys = [0.0, 0.1, 0.35, t_up, t_end, t_end + 0.3, t_end + t_down, duration]
@@ -182,9 +185,9 @@ def raise_arms(fps: float, side: str, hold: float) -> segment.Segment:
   return segment.still(n, upper, attrs)
 
 
-def punch(fps: float, side: int, count: int) -> segment.Segment:
-  """Guard up, punch forward `count` times with one fist, guard down."""
-  t_guard, period = 0.5, 0.5
+def punch(fps: float, side: int, count: int, period: float = 0.5) -> segment.Segment:
+  """Guard up, punch forward `count` times with one fist (`period` s each), guard down."""
+  t_guard = 0.5
   duration = t_guard + count * period + t_guard + 0.1
   n, t = _frames(duration, fps)
   guard = np.array([-0.08, -0.12, 0.25])
@@ -253,14 +256,17 @@ def kick(fps: float, side: int, count: int, reach: float, height: float) -> segm
   return segment.still(n, upper, attrs, tilt=tilt, swings=swings, root_xz=root_xz)
 
 
-def clap(fps: float, count: int) -> segment.Segment:
-  """Bring both hands up in front of the chest and clap `count` times."""
-  t_up, period = 0.5, 0.4
+def clap(fps: float, count: int, period: float = 0.4, hand_height: float = -0.22) -> segment.Segment:
+  """Bring both hands up in front of the chest and clap `count` times, `period` s each.
+
+  hand_height: hands relative to the shoulders, m.
+  """
+  t_up = 0.5
   duration = t_up + count * period + t_up + 0.1
   n, t = _frames(duration, fps)
   sx = rig.body().shoulder_in_chest[0, 0]
-  apart = np.array([-sx + 0.2, -0.22, 0.33])
-  together = np.array([-sx + 0.035, -0.2, 0.36])
+  apart = np.array([-sx + 0.2, hand_height, 0.33])
+  together = np.array([-sx + 0.035, hand_height + 0.02, 0.36])
   t_end = t_up + count * period
   on = easing.keyframes(t, [0, t_up, t_end, duration - 0.1, duration], [0, 1, 1, 0, 0])
   closed = np.zeros(n)

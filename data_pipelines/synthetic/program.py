@@ -56,16 +56,18 @@ def build(rng: np.random.Generator, fps: float, action: str) -> segment.Segment:
   if action == "squat":
     return actions.squat(fps, int(rng.integers(1, 4)), rng.uniform(0.3, 0.45), rng.uniform(1.6, 2.4))
   if action == "wave":
-    return actions.wave(fps, side, int(rng.integers(2, 6)))
+    return actions.wave(fps, side, int(rng.integers(2, 6)), period=rng.uniform(0.4, 0.65),
+                        hand_height=rng.uniform(0.25, 0.4))
   if action == "raise":
     return actions.raise_arms(fps, str(rng.choice(["left", "right", "both"])), rng.uniform(0.5, 2.0))
   if action == "punch":
-    return actions.punch(fps, side, int(rng.integers(1, 5)))
+    return actions.punch(fps, side, int(rng.integers(1, 5)), period=rng.uniform(0.42, 0.65))
   if action == "kick":
     return actions.kick(fps, side, int(rng.integers(1, 4)), rng.uniform(0.4, 0.7),
                         rng.uniform(0.35, 0.6))
   if action == "clap":
-    return actions.clap(fps, int(rng.integers(2, 7)))
+    return actions.clap(fps, int(rng.integers(2, 7)), period=rng.uniform(0.32, 0.5),
+                        hand_height=rng.uniform(-0.3, -0.05))
   if action == "sit_down":
     return actions.sit_down(fps, rng.uniform(1.6, 2.4))
   if action == "stand_up":
