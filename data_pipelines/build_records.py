@@ -138,12 +138,12 @@ def format_report(summary: dict) -> str:
   return "\n".join(lines)
 
 
-_SOURCE = flags.DEFINE_string("source", None, "Source folder.", required=True)
+_SOURCE = flags.DEFINE_string("source", None, "Source folder (required).")
 _SOURCE_FORMAT = flags.DEFINE_enum("source_format", "humanml3d", sorted(sources.SOURCE_FORMATS),
                                    "Layout of the source folder.")
 _REPRESENTATION = flags.DEFINE_enum("representation", "hml263", sorted(sources.REPRESENTATIONS),
                                     "Feature representation to read.")
-_OUT = flags.DEFINE_string("out", None, "Parent folder of the dataset.", required=True)
+_OUT = flags.DEFINE_string("out", None, "Parent folder of the dataset (required).")
 _NAME = flags.DEFINE_string("name", None, "Dataset name (default <source>_<representation>).")
 _MIN_LEN = flags.DEFINE_integer("min_len", 40, "Minimum clip length in frames.")
 _FPS = flags.DEFINE_float("fps", None, "Frame rate (default: corpus.json / the representation's).")
@@ -162,4 +162,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+  # Required only as a program, so the module can be imported by other absl programs.
+  flags.mark_flags_as_required(["source", "out"])
   app.run(main)

@@ -28,8 +28,10 @@ Config keys read (under `config.data`):
                   instead of from `path` alone (`path` still provides the statistics)
 
 Determinism and resumption: every random choice (shuffle order, crop, caption) is a
-function of (seed, process, epoch, index), and batching happens before the
-worker split, so batches do not depend on worker_count. The iterator's position
+function of (seed, process, epoch, index), so the examples do not depend on
+worker_count; which examples share a batch does (with W workers, worker i batches
+examples i, i+W, ... of the host's stream), so keep worker_count fixed across a
+resumed run. The iterator's position
 is saved with orbax through `grain.checkpoint.CheckpointSave(it)` (restore with
 `CheckpointRestore(it)`) as the "data_iter" item of a CheckpointManager.
 
@@ -51,9 +53,6 @@ import ml_collections
 import numpy as np
 
 from llamo_jax.data import records
-
-STRING_KEYS = ("caption", "clip_id")
-
 
 def load_stats(data_config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
   """(mean, std) float32 [C] of the dataset at data.path: what the loader normalises with."""
@@ -126,18 +125,9 @@ class _PrepareExample(grain.transforms.RandomMap):
             "clip_id": ex["clip_id"]}
 
 
-def stack_examples(examples: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-  """Examples -> a batch: numeric fields stacked, string fields as object arrays."""
-  batch = {}
-  for key in examples[0]:
-    values = [ex[key] for ex in examples]
-    if key in STRING_KEYS:
-      arr = np.empty(len(values), dtype=object)
-      arr[:] = values
-      batch[key] = arr
-    else:
-      batch[key] = np.stack(values)
-  return batch
+def strings_as_objects(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Fixed-width string arrays (as batching stacks str) -> object arrays of str."""
+  return {k: v.astype(object) if v.dtype.kind == "U" else v for k, v in batch.items()}
 
 
 def _mixture(data: ml_collections.ConfigDict) -> list[tuple[str, float]]:
@@ -217,13 +207,14 @@ def make_motion_loader(config: ml_collections.ConfigDict, split: str, *, seed: i
                      f"{process_count} processes.")
   ds = motion_examples(config, split, seed=seed, process_index=process_index,
                        process_count=process_count, num_epochs=num_epochs)
-  # Batching before the worker split keeps each batch's examples independent of worker_count.
-  ds = ds.batch(batch_size // process_count, drop_remainder=num_epochs is None,
-                batch_fn=stack_examples)
-  it_ds = ds.to_iter_dataset()
+  # Batching last before the workers lets Grain hand batches over in shared memory
+  # (2-3x the throughput of pickling them); each worker batches its own slice of examples.
+  it_ds = ds.to_iter_dataset().batch(batch_size // process_count,
+                                     drop_remainder=num_epochs is None)
   if worker_count > 0:
-    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
-  return iter(it_ds)
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
+                                                           per_worker_buffer_size=2))
+  return iter(it_ds.map(strings_as_objects))
 
 
 def to_global(batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh,
