@@ -15,6 +15,7 @@ replaced with --overwrite.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import pathlib
 import shutil
@@ -85,7 +86,15 @@ def build_records(source_dir: str | pathlib.Path, out_dir: str | pathlib.Path, *
   split_iters = {}
   for split in split_names:
     clips = source.iter_split(split, report)
-    split_iters[split] = running.wrap(clips) if (running and split == "train") else clips
+    clips = running.wrap(clips) if (running and split == "train") else clips
+    # TFDS cannot write an empty split: a split without one valid clip is left out of
+    # the records and recorded with size 0 (the report says why its clips were skipped).
+    first = next(clips, None)
+    if first is not None:
+      split_iters[split] = itertools.chain([first], clips)
+  if not split_iters:
+    raise ValueError(f"No valid clip in any split of {source.root}: "
+                     f"{json.dumps(report.to_dict()['skipped'])}.")
 
   out_dir.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out_dir))

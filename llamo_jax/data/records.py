@@ -9,7 +9,8 @@ A dataset directory (written by `python -m data_pipelines.build_records`) holds:
 
 Record schema (one example = one clip or captioned sub-clip):
   features    float32 [T, C]       raw (unnormalised) features of the representation
-  joints      float32 [T+1, 22, 3] joint positions ([0, 22, 3] when the source has none)
+  joints      float32 [T', 22, 3]   joint positions, T' = T+1 (synthetic) or T (released HumanML3D,
+                                   whose files are cut to equal length); [0, 22, 3] when absent
   captions    list[str]            >= 1 non-empty captions
   attributes  str                  JSON object ("{}" when absent)
   length      int32                T

@@ -6,7 +6,8 @@ do not yield in a `SkipReport`, with a reason, so nothing is dropped silently.
 HumanML3D layout (the released corpus or `python -m data_pipelines.synthetic`):
   new_joint_vecs/ID.npy  [T, 263]   features of representation "hml263"
   vecs272/ID.npy         [T, 272]   features of representation "mm272" (optional)
-  new_joints/ID.npy      [T+1, 22, 3] joint positions (the features are frame deltas)
+  new_joints/ID.npy      [T', 22, 3] joint positions, T' >= T (T+1: the features are frame
+                         deltas; the released files are often cut to T)
   texts/ID.txt           lines `caption#word/POS ...#start#end` (seconds; 0#0 = whole clip)
   attributes/ID.json     optional, copied into the record as a JSON string
   Mean.npy, Std.npy      263-dim statistics; Mean272.npy, Std272.npy for "mm272"
@@ -21,7 +22,7 @@ Motion-X-style layout (features already converted to "hml263" or "mm272"):
   motion/ID.npy          [T, C]     features of the chosen representation
   texts/ID.txt           one caption per line (plain text; HumanML3D `#` lines
                          are accepted too and their spans honoured)
-  joints/ID.npy          optional [T+1, 22, 3]; when absent the record holds [0, 22, 3]
+  joints/ID.npy          optional [T' >= T, 22, 3]; when absent the record holds [0, 22, 3]
   attributes/ID.json     optional
   Mean.npy, Std.npy      optional statistics (else computed from the train split)
   train.txt, val.txt, test.txt  optional; without them every ID in motion/ is "train"
@@ -63,7 +64,7 @@ SKIP_REASONS = (
 class Clip:
   """One example: a clip or a captioned sub-clip of a source motion.
 
-  features: float32 [T, C]; joints: float32 [T+1, 22, 3] (or [0, 22, 3] when the
+  features: float32 [T, C]; joints: float32 [T or T+1, 22, 3] (or [0, 22, 3] when the
   source has none); captions: non-empty strings; attributes: a JSON string ("{}"
   when absent); source_id: the file ID; clip_id: unique within the dataset
   (`ID` or `ID:start-end` in frames for a sub-clip).

@@ -94,3 +94,14 @@ def test_cli(tmp_path, source):
 def test_clear_errors(tmp_path):
   with pytest.raises(FileNotFoundError, match="build_records"):
     records.open_dataset(tmp_path)
+
+
+def test_empty_split_is_recorded_not_written(tmp_path, source):
+  root, split_ids = source
+  motion_folder.write_splits(root, {**split_ids, "val": ["short"]})
+  summary = build_records.build_records(root, tmp_path / "out", name="tiny")
+  assert summary["split_sizes"]["val"] == 0 and summary["skipped"]["val"] == {"too_short": 1}
+  ds = records.open_dataset(tmp_path / "out" / "tiny")
+  with pytest.raises(ValueError, match="is empty"):
+    ds.data_source("val")
+  assert len(ds.data_source("test")) == len(split_ids["test"])

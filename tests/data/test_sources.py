@@ -139,3 +139,24 @@ def test_clear_errors(tmp_path, folder):
   np.save(root / "Std.npy", np.zeros(263, np.float32))
   with pytest.raises(ValueError, match="non-positive"):
     sources.HumanML3DSource(root).stats_files()
+
+
+def test_released_humanml3d_clip(tmp_path, humanml3d_clip):
+  """The released clip 012314 laid out as a HumanML3D folder reads back unchanged."""
+  root = tmp_path / "hml"
+  for sub in ("new_joint_vecs", "new_joints", "texts"):
+    (root / sub).mkdir(parents=True)
+  features = np.load(humanml3d_clip / "new_joint_vecs_012314.npy")
+  joints = np.load(humanml3d_clip / "new_joints_012314.npy")
+  np.save(root / "new_joint_vecs" / "012314.npy", features)
+  np.save(root / "new_joints" / "012314.npy", joints)
+  for name in ("Mean.npy", "Std.npy"):
+    (root / name).write_bytes((humanml3d_clip / name).read_bytes())
+  (root / "texts" / "012314.txt").write_text(motion_folder.caption_line("a person walks") + "\n")
+  motion_folder.write_splits(root, {"test": ["012314"]})
+  src = sources.HumanML3DSource(root)
+  (clip,) = src.iter_split("test", sources.SkipReport())
+  np.testing.assert_array_equal(clip.features, features)
+  np.testing.assert_array_equal(clip.joints, joints)
+  mean, std = src.stats_files()
+  assert mean.shape == std.shape == (263,)
