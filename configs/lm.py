@@ -28,7 +28,10 @@ def get_config(arg=None):
   config.tokenizer_vocab_size = 512                # SentencePiece trained on the captions when no tokenizer
 
   config.data = ml_collections.ConfigDict()
-  config.data.corpus_dir = extra.pop("corpus_dir", "data/synthetic")
+  # Captions of this HumanML3D-layout corpus; the bundled synthetic one is built on first use.
+  config.data.corpus = ml_collections.ConfigDict(dict(
+      dir=extra.pop("corpus_dir", "data/synthetic_20fps"), num_motions=1000, seed=0, fps=20, holdout="",
+      processes=2))
   config.data.seq_len = 128
   config.data.batch_size = 16                      # global
 

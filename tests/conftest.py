@@ -40,6 +40,7 @@ def caption_corpus_dir(tmp_path_factory) -> pathlib.Path:
     (root / "texts" / f"{clip_id}.txt").write_text("\n".join(lines))
   (root / "train.txt").write_text("\n".join(ids[:32]))
   (root / "val.txt").write_text("\n".join(ids[32:]))
+  (root / "corpus.json").write_text("{}")
   return root
 
 

@@ -12,6 +12,7 @@ from llamo_jax.tasks.base import Task
 # name -> "module:Class", imported lazily so a task's dependencies load only when used.
 TASKS = {
     "lm": "llamo_jax.tasks.lm:LanguageModelTask",
+    "motion_vae": "llamo_jax.tasks.motion_vae:MotionVAETask",
 }
 
 

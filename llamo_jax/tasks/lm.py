@@ -15,6 +15,7 @@ from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from llamo_jax.data import prepare
 from llamo_jax.data import text as text_data
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models.llama import Llama, LlamaConfig
@@ -38,11 +39,13 @@ def next_token_loss(logits: jax.Array, tokens: jax.Array, segment_ids: jax.Array
 class LanguageModelTask(base.Task):
   """Config keys: model (LlamaConfig fields; vocab_size 0 = the tokenizer's), init_from
   (pretrained dir from `import_llm`, optional), tokenizer (path, optional), tokenizer_vocab_size
-  (SentencePiece trained on the corpus when neither is given), data.corpus_dir, data.seq_len,
+  (SentencePiece trained on the corpus when neither is given), data.corpus (see
+  llamo_jax.data.prepare), data.seq_len,
   data.batch_size (global), eval_batches."""
 
   def prepare(self) -> None:
     cfg = self.config
+    self.corpus_dir = prepare.ensure_synthetic_corpus(cfg.data.corpus)
     if cfg.get("init_from", ""):
       self.tokenizer = Tokenizer.load(f"{cfg.init_from}/tokenizer")
     elif cfg.get("tokenizer", ""):
@@ -50,7 +53,7 @@ class LanguageModelTask(base.Task):
     else:
       sp_model = self.workdir / "tokenizer" / "sp.model"
       if jax.process_index() == 0 and not sp_model.exists():
-        lines = text_data.read_caption_lines(cfg.data.corpus_dir, "train")
+        lines = text_data.read_caption_lines(self.corpus_dir, "train")
         text_data.train_sentencepiece(lines, cfg.tokenizer_vocab_size, sp_model.with_suffix(""))
         logging.info("trained a %d-piece SentencePiece tokenizer on %d captions -> %s",
                      cfg.tokenizer_vocab_size, len(lines), sp_model)
@@ -84,7 +87,7 @@ class LanguageModelTask(base.Task):
     return loss, {"ppl": jnp.exp(loss), "target_tokens": n_tokens.astype(jnp.float32)}
 
   def _token_lists(self, split: str) -> list[list[int]]:
-    lines = text_data.read_caption_lines(self.config.data.corpus_dir, split)
+    lines = text_data.read_caption_lines(self.corpus_dir, split)
     return [self.tokenizer.encode(line, add_bos=True, add_eos=True) for line in lines]
 
   def make_loader(self, split: str, *, seed: int, process_index: int, process_count: int) -> Iterator:

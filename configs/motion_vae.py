@@ -1,0 +1,71 @@
+"""The causal motion VAE (DESIGN.md section 1; issue: train, evaluate, stream).
+
+  python -m llamo_jax.train --config=configs/motion_vae.py:tiny --workdir=workdirs/vae_tiny
+  python -m llamo_jax.evaluate --config=configs/motion_vae.py:tiny --workdir=workdirs/vae_tiny
+
+arg: "PRESET[,key=value...]" with PRESET in tiny (CPU, minutes) | paper (width 512, batch 256)
+and keys latent (16|32|64), quantizer (continuous|fsq), rep (hml263|mm272).
+On first use the synthetic corpus (data.corpus) and its records (data.path) are built.
+"""
+import ml_collections
+
+
+def get_config(arg=None):
+  preset, *pairs = (arg or "tiny").split(",")
+  extra = dict(p.split("=", 1) for p in pairs)
+  if preset not in ("tiny", "paper"):
+    raise ValueError(f"Unknown motion_vae preset {preset!r}; choose tiny or paper.")
+  rep = extra.pop("rep", "hml263")
+  if rep not in ("hml263", "mm272"):
+    raise ValueError(f"rep={rep!r}: choose hml263 or mm272.")
+  fps = 20 if rep == "hml263" else 30
+
+  config = ml_collections.ConfigDict()
+  config.task = "motion_vae"
+  config.seed = 0
+  config.model = ml_collections.ConfigDict(dict(
+      latent_dim=int(extra.pop("latent", 32)), width=64 if preset == "tiny" else 512, depth=3,
+      dilation_growth_rate=3, activation="relu", quantizer=extra.pop("quantizer", "continuous"),
+      fsq_levels=[8, 5, 5, 5], sigma_max=0.01, dtype="float32", param_dtype="float32"))
+  config.loss = ml_collections.ConfigDict(dict(
+      w_recon=1.0, w_root=7.0, w_kl=1e-4, w_joints=1.0, recon="smooth_l1"))
+
+  config.data = ml_collections.ConfigDict()
+  config.data.corpus = ml_collections.ConfigDict(dict(
+      dir=f"data/synthetic_{fps}fps", num_motions=1000 if preset == "tiny" else 10000, seed=0, fps=fps,
+      holdout="", processes=2))
+  config.data.path = f"data/records/synthetic_{fps}fps_{rep}"
+  config.data.representation = rep
+  config.data.max_len = 64 if preset == "tiny" else 196
+  config.data.min_len = 40
+  config.data.crop_multiple = 4
+  config.data.random_length = False
+  config.data.batch_size = 32 if preset == "tiny" else 256
+  config.data.worker_count = 0
+  config.data.shuffle = True
+
+  config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
+  config.logical_axis_rules = ml_collections.FieldReference(None, field_type=list)
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", lr=2e-3 if preset == "tiny" else 2e-4, warmup_steps=100, end_lr_frac=0.05,
+      b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0, grad_clip=1.0))
+  config.total_steps = 2000 if preset == "tiny" else 300_000
+  config.grad_accum_steps = 1
+  config.log_every = 50
+  config.eval_every = 500 if preset == "tiny" else 10_000
+  config.eval_batches = 4
+  config.eval_renders = 2
+  config.checkpoint_every = 500 if preset == "tiny" else 10_000
+  config.max_checkpoints = 2
+  config.async_checkpoints = True
+  config.stop_after_steps = ml_collections.FieldReference(None, field_type=int)
+  if extra:
+    raise ValueError(f"Unknown config arg keys {sorted(extra)}; accepted: latent, quantizer, rep.")
+  return config
+
+
+def sweep(add):
+  """The paper's ablation: continuous z16/z32/z64 and the FSQ baseline."""
+  for latent in (16, 32, 64):
+    add(**{"config.model.latent_dim": latent})
+  add(**{"config.model.quantizer": "fsq"})

@@ -1,0 +1,45 @@
+"""Builds the bundled synthetic corpus and its records on first use, so a run needs one command.
+
+Process 0 builds; every process then waits at a barrier. Existing data is never rebuilt
+or overwritten: to change it, delete the folder or point the config elsewhere.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import ml_collections
+from absl import logging
+from jax.experimental import multihost_utils
+
+
+def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> pathlib.Path:
+  """The HumanML3D-layout corpus at `corpus.dir`, generated if absent.
+
+  Keys: dir, num_motions, seed, fps (20 | 30), holdout ("" or "action:side,...").
+  """
+  root = pathlib.Path(corpus.dir)
+  if jax.process_index() == 0 and not (root / "corpus.json").exists():
+    if root.exists() and any(root.iterdir()):
+      raise FileExistsError(f"{root} exists but holds no corpus.json: it is not a finished synthetic corpus. "
+                            "Delete it or set config.data.corpus.dir to another folder.")
+    from data_pipelines.synthetic import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
+    logging.info("building the synthetic corpus (%d clips) in %s", corpus.num_motions, root)
+    corpus_lib.build(root, corpus_lib.Config(
+        num_motions=corpus.num_motions, seed=corpus.seed, fps=corpus.fps,
+        holdout=corpus_lib.parse_holdout(corpus.get("holdout", "")), processes=corpus.get("processes", 2)))
+  multihost_utils.sync_global_devices("synthetic_corpus")
+  return root
+
+
+def ensure_records(corpus_dir: pathlib.Path, records_path: str, representation: str) -> pathlib.Path:
+  """The record dataset at `records_path`, built from `corpus_dir` if absent."""
+  target = pathlib.Path(records_path)
+  if jax.process_index() == 0 and not target.exists():
+    from data_pipelines import build_records  # pylint: disable=g-import-not-at-top
+    logging.info("building %s records of %s in %s", representation, corpus_dir, target)
+    report = build_records.build_records(corpus_dir, target.parent, representation=representation,
+                                         name=target.name)
+    logging.info("%s", build_records.format_report(report))
+  multihost_utils.sync_global_devices("records")
+  return target

@@ -1,0 +1,89 @@
+"""Training and evaluation of the causal motion VAE (DESIGN.md section 1).
+
+Config keys: model (MotionVAEConfig fields; input_dim is set from the representation),
+loss (VAELossConfig fields), data (the motion pipeline's keys, see llamo_jax/data/pipeline.py),
+eval_batches, eval_renders.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from llamo_jax.data import pipeline as motion_pipeline
+from llamo_jax.data import prepare
+from llamo_jax.eval import motion_metrics
+from llamo_jax.models import vae_loss
+from llamo_jax.models.motion_vae import MotionVAE, MotionVAEConfig
+from llamo_jax.motion import representation as representation_lib
+from llamo_jax.tasks import base
+
+
+class MotionVAETask(base.Task):
+  """The motion VAE on normalised features of one representation (hml263 or mm272)."""
+
+  def prepare(self) -> None:
+    cfg = self.config
+    if "corpus" in cfg.data:
+      corpus_dir = prepare.ensure_synthetic_corpus(cfg.data.corpus)
+      prepare.ensure_records(corpus_dir, cfg.data.path, cfg.data.representation)
+    self.representation = representation_lib.get_representation(cfg.data.representation)
+    self.model_config = MotionVAEConfig.from_dict({**cfg.model.to_dict(), "input_dim": self.representation.dim})
+    self.mean, self.std = motion_pipeline.load_stats(cfg.data)
+    self.loss_fn = vae_loss.VAELoss(
+        vae_loss.VAELossConfig.from_dict({**cfg.loss.to_dict(), "representation": self.representation.name}),
+        self.mean, self.std)
+
+  def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
+    return MotionVAE(self.model_config, rngs=rngs)
+
+  def loss(self, model, batch, rng):
+    out = model(batch["features"], lengths=batch["length"], noise_key=rng)
+    return self.loss_fn(out, batch["features"], batch["mask"])
+
+  def make_loader(self, split: str, *, seed: int, process_index: int, process_count: int) -> Iterator:
+    return motion_pipeline.make_motion_loader(
+        self.config, split, seed=seed, process_index=process_index, process_count=process_count)
+
+  def units_per_batch(self, batch):
+    return "frames", float(batch["mask"].sum())
+
+  # ------------------------------------------------------------------ evaluation
+
+  def reconstruct_joints(self, model: MotionVAE, features: np.ndarray, lengths: np.ndarray
+                         ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Normalised features [B,T,C] -> (reconstructed joints, ground-truth joints), per clip [T_i,22,3]."""
+    recon = np.asarray(_reconstruct(model, jnp.asarray(features), jnp.asarray(lengths)))
+    preds, targets = [], []
+    for i, n in enumerate(np.asarray(lengths)):
+      preds.append(self.representation.to_joints(recon[i, :n] * self.std + self.mean))
+      targets.append(self.representation.to_joints(features[i, :n] * self.std + self.mean))
+    return preds, targets
+
+  def evaluate(self, model, step, writer):
+    """Reconstruction metrics over `eval_batches` validation batches, and rendered examples."""
+    loader = motion_pipeline.make_motion_loader(
+        self.config, "val", seed=0, process_index=jax.process_index(), process_count=jax.process_count())
+    per_clip = []
+    for _ in range(self.config.get("eval_batches", 4)):
+      batch = next(loader)
+      preds, targets = self.reconstruct_joints(model, batch["features"], batch["length"])
+      per_clip += [motion_metrics.reconstruction_metrics(p, t, self.representation.fps)
+                   for p, t in zip(preds, targets)]
+    metrics = {k: float(np.mean([m[k] for m in per_clip])) for k in per_clip[0]}
+    n_render = self.config.get("eval_renders", 0)
+    if n_render and jax.process_index() == 0:
+      from llamo_jax.motion import render  # pylint: disable=g-import-not-at-top  (matplotlib)
+      images = {f"recon_vs_gt/{i}": np.concatenate([render.render_frames_image(p, "reconstruction"),
+                                                     render.render_frames_image(t, "ground truth")], axis=0)
+                for i, (p, t) in enumerate(zip(preds[:n_render], targets[:n_render]))}
+      writer.write_images(step, {k: v[None] for k, v in images.items()})
+    return metrics
+
+
+@nnx.jit
+def _reconstruct(model: MotionVAE, features: jax.Array, lengths: jax.Array) -> jax.Array:
+  return model.decode(model.encode(features, lengths), features.shape[1])
