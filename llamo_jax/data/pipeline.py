@@ -54,6 +54,7 @@ import numpy as np
 
 from llamo_jax.data import records
 
+
 def load_stats(data_config: ml_collections.ConfigDict) -> tuple[np.ndarray, np.ndarray]:
   """(mean, std) float32 [C] of the dataset at data.path: what the loader normalises with."""
   ds = _open(data_config.path, data_config.representation)
@@ -164,9 +165,11 @@ def motion_examples(config: ml_collections.ConfigDict, split: str, *, seed: int,
                   crop_multiple=int(data.get("crop_multiple", 1)),
                   random_length=bool(data.get("random_length", False)))
   mean, std = load_stats(data)
+  mixture = _mixture(data)
+  # Distinct shuffle / crop seeds per host and per mixture component.
+  seeds = np.random.SeedSequence([seed, process_index]).generate_state(2 * len(mixture))
   components, weights = [], []
-  seeds = np.random.SeedSequence([seed, process_index]).generate_state(4 * len(_mixture(data)) + 4)
-  for i, (path, weight) in enumerate(_mixture(data)):
+  for i, (path, weight) in enumerate(mixture):
     ds_info = _open(path, data.representation)
     if ds_info.dim != mean.shape[0]:
       raise ValueError(f"Mixture dataset {path} has {ds_info.dim}-dim features, {data.path} has "
