@@ -104,6 +104,57 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
         "config.optimizer.lr, enable config.optimizer.grad_clip, or check the data for NaNs.")
 
 
+def init_train_state(config: ml_collections.ConfigDict, task: tasks.Task, mesh: jax.sharding.Mesh,
+                     rules: Any) -> tuple[nnx.GraphDef, dict[str, Any], optax.GradientTransformation,
+                                          optax.Schedule]:
+  """Fresh train state {step, params, opt_state, frozen}, every array created in its sharding.
+
+  The model is built by eval_shape -> shardings -> jit(init, out_shardings); the
+  optimizer state gets its parameters' shardings. Only `task.trainable` params
+  have optimizer state.
+  """
+  model = sharding.create_sharded(lambda: task.make_model(nnx.Rngs(config.seed)), mesh, rules)
+  task.load_pretrained(model)
+  graphdef, params, frozen = nnx.split(model, task.trainable, ...)
+  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, int(config.total_steps), params)
+  param_shardings = jax.tree.map(lambda x: x.sharding, params)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  opt_shardings = optax.tree_map_params(
+      tx, lambda _, s: s, jax.eval_shape(tx.init, params), param_shardings,
+      transform_non_params=lambda _: replicated,
+      is_leaf=lambda x: isinstance(x, nnx.Variable))
+  opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+  state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated),
+           "params": params, "opt_state": opt_state, "frozen": frozen}
+  return graphdef, state, tx, schedule
+
+
+def abstract_of(tree: Any) -> Any:
+  """ShapeDtypeStructs (with shardings) of a tree of arrays: a restore target."""
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+
+
+def restore_for_eval(config: ml_collections.ConfigDict, workdir: str | epath.Path, step: int | None = None
+                     ) -> tuple[tasks.Task, nnx.Module, int]:
+  """(prepared task, model with the checkpoint's weights, step) of a training workdir."""
+  workdir = epath.Path(workdir)
+  ckpt = checkpoints.Checkpointer(workdir / "checkpoints", async_save=False)
+  step = ckpt.latest_step if step is None else step
+  if step is None:
+    raise FileNotFoundError(f"No checkpoint under {workdir / 'checkpoints'}: train first "
+                            f"(python -m llamo_jax.train --config=... --workdir={workdir}).")
+  check_config_against_workdir(config, workdir)
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  rules = sharding.rules_from_config(config.get("logical_axis_rules", None))
+  task = tasks.get_task(config, workdir, mesh)
+  task.prepare()
+  with sharding.mesh_context(mesh, rules):
+    graphdef, state, _, _ = init_train_state(config, task, mesh, rules)
+    state, _ = ckpt.restore(step, abstract_of(state), None)
+  ckpt.close()
+  return task, nnx.merge(graphdef, state["params"], state["frozen"]), step
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> dict[str, float]:
   """Trains `config.task` in `workdir`, resuming from its latest checkpoint if any.
 
@@ -135,22 +186,8 @@ def _run(config, workdir, mesh, rules, task, writer, total_steps) -> dict[str, f
                                 process_count=jax.process_count())
 
   # ------------------------------------------------------------------ model and optimizer
-  # Created already sharded: eval_shape -> shardings -> jit(init, out_shardings).
-  model = sharding.create_sharded(lambda: task.make_model(nnx.Rngs(config.seed)), mesh, rules)
-  task.load_pretrained(model)
-  graphdef, params, frozen = nnx.split(model, task.trainable, ...)
-  del model
-  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, total_steps, params)
-  param_shardings = jax.tree.map(lambda x: x.sharding, params)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  abstract_opt = jax.eval_shape(tx.init, params)
-  opt_shardings = optax.tree_map_params(
-      tx, lambda _, s: s, abstract_opt, param_shardings,
-      transform_non_params=lambda _: replicated,
-      is_leaf=lambda x: isinstance(x, nnx.Variable))
-  opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
-  state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated),
-           "params": params, "opt_state": opt_state, "frozen": frozen}
+  graphdef, state, tx, schedule = init_train_state(config, task, mesh, rules)
+  params, frozen = state["params"], state["frozen"]
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
   if jax.process_index() == 0:
     parameter_overview.log_parameter_overview(nnx.to_pure_dict(params), msg="trainable parameters")
@@ -164,8 +201,7 @@ def _run(config, workdir, mesh, rules, task, writer, total_steps) -> dict[str, f
       save_interval_steps=config.checkpoint_every, async_save=config.get("async_checkpoints", True))
   start_step = 0
   if ckpt.latest_step is not None:
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-    state, meta = ckpt.restore(ckpt.latest_step, abstract, train_iter)
+    state, meta = ckpt.restore(ckpt.latest_step, abstract_of(state), train_iter)
     start_step = int(jax.device_get(state["step"]))
     logging.info("resumed from step %d (%s)", start_step, meta)
   else:
