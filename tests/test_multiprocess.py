@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from test_trainer import scalars
+from helpers import scalars
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

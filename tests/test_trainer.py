@@ -1,22 +1,11 @@
 """End-to-end trainer tests: a few steps, checkpoint, kill, resume, identical losses."""
-import importlib.util
 import pathlib
 
 import numpy as np
 import pytest
-from tensorboard.backend.event_processing import event_accumulator
-from tensorboard.util import tensor_util
 
+from helpers import load_config, override, scalars
 from llamo_jax import trainer
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_config(name: str, arg: str):
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
 
 
 def tiny_lm_config(corpus: pathlib.Path, **overrides):
@@ -30,23 +19,7 @@ def tiny_lm_config(corpus: pathlib.Path, **overrides):
   config.eval_every = 0
   config.checkpoint_every = 2
   config.optimizer.warmup_steps = 2
-  for key, value in overrides.items():
-    target = config
-    *path, last = key.split(".")
-    for p in path:
-      target = target[p]
-    target[last] = value
-  return config
-
-
-def scalars(workdir: pathlib.Path, tag: str) -> dict[int, float]:
-  out = {}
-  for events in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
-    acc = event_accumulator.EventAccumulator(str(events), size_guidance={event_accumulator.TENSORS: 0})
-    acc.Reload()
-    for ev in acc.Tensors(tag):
-      out[ev.step] = float(np.asarray(tensor_util.make_ndarray(ev.tensor_proto)))
-  return out
+  return override(config, **overrides)
 
 
 def test_kill_and_resume_gives_identical_losses(caption_corpus_dir, tmp_path):

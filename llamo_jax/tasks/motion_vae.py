@@ -63,6 +63,36 @@ class MotionVAETask(base.Task):
       targets.append(self.representation.to_joints(features[i, :n] * self.std + self.mean))
     return preds, targets
 
+  def evaluate_split(self, model: MotionVAE, split: str, *, max_len: int = 196,
+                     max_batches: int | None = None) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """Reconstruction metrics over a whole split, one pass, clips cropped to `max_len` frames.
+
+    Returns (mean metrics incl. latent statistics, per-clip metrics).
+    """
+    eval_config = self.config.copy_and_resolve_references()
+    with eval_config.unlocked():
+      eval_config.data.max_len = max_len - max_len % eval_config.data.crop_multiple
+      eval_config.data.shuffle = False
+      eval_config.data.random_length = False
+    loader = motion_pipeline.make_motion_loader(
+        eval_config, split, seed=0, process_index=0, process_count=1, num_epochs=1)
+    per_clip, latents = [], []
+    for i, batch in enumerate(loader):
+      if max_batches is not None and i >= max_batches:
+        break
+      preds, targets = self.reconstruct_joints(model, batch["features"], batch["length"])
+      z = np.asarray(_encode(model, jnp.asarray(batch["features"]), jnp.asarray(batch["length"])))
+      for j, (p, t) in enumerate(zip(preds, targets)):
+        per_clip.append(dict(motion_metrics.reconstruction_metrics(p, t, self.representation.fps),
+                             clip_id=str(batch["clip_id"][j]), frames=len(t)))
+        latents.append(z[j, :-(-len(t) // 4)])
+    if not per_clip:
+      raise ValueError(f"split {split!r} of {self.config.data.path} has no examples.")
+    numeric = [k for k, v in per_clip[0].items() if isinstance(v, float)]
+    summary = {k: float(np.mean([m[k] for m in per_clip])) for k in numeric}
+    summary.update(latent_statistics(latents), clips=float(len(per_clip)))
+    return summary, per_clip
+
   def evaluate(self, model, step, writer):
     """Reconstruction metrics over `eval_batches` validation batches, and rendered examples."""
     loader = motion_pipeline.make_motion_loader(
@@ -87,3 +117,17 @@ class MotionVAETask(base.Task):
 @nnx.jit
 def _reconstruct(model: MotionVAE, features: jax.Array, lengths: jax.Array) -> jax.Array:
   return model.decode(model.encode(features, lengths), features.shape[1])
+
+
+def latent_statistics(latents: list[np.ndarray]) -> dict[str, float]:
+  """Summary of encoder latents (each [K_i, C]): scale, and how many dims carry signal."""
+  z = np.concatenate(latents, axis=0)
+  per_dim_std = z.std(axis=0)
+  return {"latent_mean": float(z.mean()), "latent_std": float(z.std()),
+          "latent_abs_max": float(np.abs(z).max()),
+          "latent_active_dims": float((per_dim_std > 0.01).sum()), "latent_dims": float(z.shape[1])}
+
+
+@nnx.jit
+def _encode(model: MotionVAE, features: jax.Array, lengths: jax.Array) -> jax.Array:
+  return model.encode(features, lengths)

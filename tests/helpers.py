@@ -1,0 +1,50 @@
+"""Helpers shared by tests: load repo configs, override fields, read TensorBoard scalars."""
+import importlib.util
+import pathlib
+
+import numpy as np
+from tensorboard.backend.event_processing import event_accumulator
+from tensorboard.util import tensor_util
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_config(name: str, arg: str | None = None):
+  """`configs/NAME.py`'s get_config(arg)."""
+  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def override(config, **overrides):
+  """Sets dotted fields, e.g. override(cfg, **{"optimizer.lr": 1e-3}); returns config."""
+  for key, value in overrides.items():
+    target = config
+    *path, last = key.split(".")
+    for p in path:
+      target = target[p]
+    target[last] = value
+  return config
+
+
+def _accumulators(workdir: pathlib.Path):
+  for events in sorted((workdir / "tensorboard").glob("events.out.tfevents.*")):
+    acc = event_accumulator.EventAccumulator(str(events), size_guidance={event_accumulator.TENSORS: 0})
+    acc.Reload()
+    yield acc
+
+
+def scalars(workdir: pathlib.Path, tag: str) -> dict[int, float]:
+  """{step: value} of a scalar written by the trainer's clu writer."""
+  out = {}
+  for acc in _accumulators(workdir):
+    if tag in acc.Tags()["tensors"]:
+      for ev in acc.Tensors(tag):
+        out[ev.step] = float(np.asarray(tensor_util.make_ndarray(ev.tensor_proto)))
+  return out
+
+
+def tags(workdir: pathlib.Path) -> set[str]:
+  """Every tag written to the workdir's TensorBoard logs."""
+  return {t for acc in _accumulators(workdir) for kind in ("tensors", "images") for t in acc.Tags().get(kind, [])}
