@@ -1,0 +1,60 @@
+"""`python -m llamo_jax.render`: input detection, denormalisation, outputs."""
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from llamo_jax import render as render_cli
+from llamo_jax.motion import bvh
+from llamo_jax.motion import skeleton
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_cli_gif_from_normalised_features(humanml3d_clip, tmp_path):
+  feats = np.load(humanml3d_clip / "new_joint_vecs_012314.npy")[:6]
+  mean, std = np.load(humanml3d_clip / "Mean.npy"), np.load(humanml3d_clip / "Std.npy")
+  np.save(tmp_path / "m.npy", (feats - mean) / std)
+  out = tmp_path / "m.gif"
+  proc = subprocess.run([sys.executable, "-m", "llamo_jax.render", f"--motion={tmp_path / 'm.npy'}",
+                         f"--out={out}", f"--mean_std_dir={humanml3d_clip}", "--caption=hello"],
+                        cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with Image.open(out) as gif:
+    assert gif.n_frames == 6
+
+
+def test_detects_by_shape_and_rejects_unknown_shapes():
+  assert render_cli.detect_representation(np.zeros((5, 22, 3))) == "joints"
+  assert render_cli.detect_representation(np.zeros((5, 263))) == "hml263"
+  assert render_cli.detect_representation(np.zeros((5, 272))) == "mm272"
+  with pytest.raises(render_cli.MotionFileError, match=r"\[T, 263\]"):
+    render_cli.detect_representation(np.zeros((2, 5, 263)))
+
+
+def test_load_motion_denormalises_and_checks(humanml3d_clip, tmp_path):
+  feats = np.load(humanml3d_clip / "new_joint_vecs_012314.npy")[:10]
+  mean, std = np.load(humanml3d_clip / "Mean.npy"), np.load(humanml3d_clip / "Std.npy")
+  np.save(tmp_path / "n.npy", (feats - mean) / std)
+  array, name, fps = render_cli.load_motion(tmp_path / "n.npy", mean_std_dir=humanml3d_clip)
+  assert name == "hml263" and fps == 20
+  np.testing.assert_allclose(array, feats, atol=1e-4)
+  with pytest.raises(render_cli.MotionFileError, match="mm272"):
+    render_cli.load_motion(tmp_path / "n.npy", representation="mm272")
+  with pytest.raises(render_cli.MotionFileError, match="272-dim Mean/Std"):
+    np.save(tmp_path / "f.npy", np.zeros((4, 272), np.float32))
+    render_cli.load_motion(tmp_path / "f.npy", mean_std_dir=humanml3d_clip)
+
+
+def test_bvh_out_and_back(humanml3d_clip, tmp_path):
+  joints = np.load(humanml3d_clip / "new_joints_012314.npy")[:8]
+  motion = render_cli.to_bvh(joints, "joints", fps=20)
+  path = bvh.write_bvh(tmp_path / "x.bvh", motion)
+  back, name, fps = render_cli.load_motion(path)
+  assert name == "joints" and fps == 20 and back.shape == joints.shape
+  # The BVH holds inverse kinematics on our skeleton: forward kinematics of that.
+  ik = skeleton.inverse_kinematics(joints)
+  np.testing.assert_allclose(back, skeleton.forward_kinematics(ik, joints[:, 0]), atol=1e-4)
