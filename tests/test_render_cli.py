@@ -9,6 +9,7 @@ from PIL import Image
 
 from llamo_jax import render as render_cli
 from llamo_jax.motion import bvh
+from llamo_jax.motion import representation
 from llamo_jax.motion import skeleton
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -58,3 +59,20 @@ def test_bvh_out_and_back(humanml3d_clip, tmp_path):
   # The BVH holds inverse kinematics on our skeleton: forward kinematics of that.
   ik = skeleton.inverse_kinematics(joints)
   np.testing.assert_allclose(back, skeleton.forward_kinematics(ik, joints[:, 0]), atol=1e-4)
+
+
+def test_272_features_export_their_rotations_exactly(tmp_path):
+  """mm272 -> BVH keeps the true rotations: importing gives rep272.to_joints to 1e-4 m."""
+  rng = np.random.default_rng(0)
+  num_frames = 10
+  axis_angle = rng.normal(0, 0.3, (num_frames, 22, 3))
+  angle = np.linalg.norm(axis_angle, axis=-1, keepdims=True)
+  quats = np.concatenate([np.cos(angle / 2), np.sin(angle / 2) * axis_angle / angle], axis=-1)
+  root = np.stack([np.linspace(0, 1, num_frames), np.full(num_frames, 0.9),
+                   np.linspace(0, 0.5, num_frames)], axis=-1)
+  feats = representation.get_representation("mm272").from_rotations(quats, root)
+  path = bvh.write_bvh(tmp_path / "r.bvh", render_cli.to_bvh(feats, "mm272", fps=30, unit="m"))
+  back, _, fps = render_cli.load_motion(path)
+  assert fps == 30
+  want = render_cli.to_joints(feats, "mm272")
+  np.testing.assert_allclose(back, want, atol=1e-4)
