@@ -22,15 +22,14 @@ import numpy as np
 from data_pipelines.synthetic import captions
 from data_pipelines.synthetic import compose
 from data_pipelines.synthetic import program
+from llamo_jax.motion import humanml3d
+from llamo_jax.motion import rep272
 
 VERSION = 1
 SPLITS = ("train", "val", "test")
 SPLIT_P = (0.8, 0.1, 0.1)
 MIN_SECONDS, MAX_SECONDS = 2.0, 9.8  # HumanML3D: 40..196 frames at 20 fps
 SUBDIRS = ("new_joints", "new_joint_vecs", "vecs272", "texts", "attributes")
-# HumanML3D's 263 features in 7 groups whose std is averaged (root yaw vel,
-# root xz vel, root y, joint positions, 6D rotations, joint velocities, contacts).
-HML263_GROUPS = ((0, 1), (1, 3), (3, 4), (4, 67), (67, 193), (193, 259), (259, 263))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,14 +65,6 @@ def is_held_out(records: list[dict[str, Any]], holdout) -> bool:
   return False
 
 
-def hml263_group_std(std: np.ndarray) -> np.ndarray:
-  """HumanML3D's Std.npy: per-dim std averaged within each feature group."""
-  out = std.copy()
-  for a, b in HML263_GROUPS:
-    out[a:b] = std[a:b].mean()
-  return out
-
-
 @dataclasses.dataclass
 class Generated:
   clip: compose.Clip
@@ -85,9 +76,6 @@ class Generated:
 
 def generate(index: int, cfg: Config) -> Generated:
   """Clip `index` of the corpus (deterministic in cfg.seed, cfg.fps and index)."""
-  from llamo_jax.motion import humanml3d  # pylint: disable=g-import-not-at-top
-  from llamo_jax.motion import rep272  # pylint: disable=g-import-not-at-top
-
   motion_ss, text_ss, split_ss = np.random.SeedSequence([cfg.seed, index]).spawn(3)
   fps = cfg.fps
   segs = program.sample_segments(np.random.default_rng(motion_ss), fps,
@@ -175,7 +163,7 @@ def build(out_dir: str | os.PathLike, cfg: Config) -> dict[str, Any]:
     mean = sums[:d] / n
     std = np.sqrt(np.maximum(sums[d:] / n - mean ** 2, 0.0))
     if group:
-      std = hml263_group_std(std)
+      std = humanml3d.group_std(std)
     # A feature constant over the corpus would divide by zero when normalised.
     std = np.maximum(std, 1e-4)
     np.save(out / mean_file, mean.astype(np.float32))

@@ -9,6 +9,8 @@ import pytest
 
 from data_pipelines.synthetic import captions
 from data_pipelines.synthetic import corpus
+from llamo_jax.motion import humanml3d
+from llamo_jax.motion import rep272
 
 N = 16
 HOLDOUT = "walk:forward,clap"
@@ -46,8 +48,8 @@ def test_every_file_present_and_shaped(built):
     arr = np.load(out / name)
     assert arr.shape == (dim,) and np.isfinite(arr).all()
   std = np.load(out / "Std.npy")
-  for a, b in corpus.HML263_GROUPS:
-    assert np.ptp(std[a:b]) == 0.0  # HumanML3D averages the std within each group
+  for group in humanml3d.GROUPS.values():
+    assert np.ptp(std[group]) == 0.0  # HumanML3D averages the std within each group
   assert (std > 0).all() and (np.load(out / "Std272.npy") > 0).all()
   assert meta == json.loads((out / "corpus.json").read_text())
   assert meta["num_motions"] == N and meta["fps"] == 20 and meta["seed"] == 7
@@ -130,3 +132,18 @@ def test_cli_writes_a_corpus_at_30_fps(tmp_path):
       [sys.executable, "-m", "data_pipelines.synthetic", f"--out={tmp_path}/x", "--num_motions=1",
        "--holdout=dance:left"], cwd=REPO, capture_output=True, text=True, timeout=300)
   assert bad.returncode != 0 and "unknown action 'dance'" in bad.stderr
+
+
+def test_features_decode_to_the_written_joints(built):
+  out, _ = built
+  for i in range(4):
+    cid = corpus.clip_id(i)
+    joints = np.load(out / "new_joints" / f"{cid}.npy").astype(np.float64)
+    f263 = np.load(out / "new_joint_vecs" / f"{cid}.npy").astype(np.float64)
+    f272 = np.load(out / "vecs272" / f"{cid}.npy").astype(np.float64)
+    # Both representations place frame 0 at the origin facing +Z, as the corpus does.
+    j263 = np.asarray(humanml3d.features_to_joints(f263))
+    j272 = np.asarray(rep272.to_joints(f272))
+    assert j263.shape == j272.shape == (len(joints) - 1, 22, 3)
+    np.testing.assert_allclose(j263, joints[:-1], atol=1e-4)
+    np.testing.assert_allclose(j272, joints[:-1], atol=1e-4)
