@@ -1,7 +1,7 @@
 r"""Writes a synthetic motion-text corpus in the HumanML3D layout.
 
   python -m data_pipelines.synthetic --out=/tmp/synth --num_motions=1000 --seed=0 \
-      [--fps=20|30] [--holdout=wave:left,kick:right] [--processes=2]
+      [--fps=20|30] [--holdout=wave:left,kick:right] [--processes=2] [--overwrite]
 """
 import time
 
@@ -18,6 +18,7 @@ _HOLDOUT = flags.DEFINE_string(
     "holdout", "", "Comma-separated action[:value] combinations kept out of train/val/test "
     "and written to zeroshot.txt, e.g. wave:left,kick:right,spin.")
 _PROCESSES = flags.DEFINE_integer("processes", 2, "Worker processes.")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace the corpus in a non-empty --out.")
 
 
 def main(argv):
@@ -30,7 +31,10 @@ def main(argv):
   cfg = corpus.Config(num_motions=_NUM.value, seed=_SEED.value, fps=int(_FPS.value),
                       holdout=holdout, processes=_PROCESSES.value)
   start = time.time()
-  meta = corpus.build(_OUT.value, cfg)
+  try:
+    meta = corpus.build(_OUT.value, cfg, overwrite=_OVERWRITE.value)
+  except FileExistsError as e:
+    raise app.UsageError(str(e)) from None
   took = time.time() - start
   print(f"wrote {cfg.num_motions} clips to {_OUT.value} in {took:.1f} s "
         f"({cfg.num_motions / took:.1f} clips/s); splits {meta['counts']}")

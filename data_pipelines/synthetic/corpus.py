@@ -15,6 +15,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import shutil
 from typing import Any
 
 import numpy as np
@@ -123,13 +124,26 @@ def _work(job: tuple[str, int, Config]) -> tuple[int, str, list[str], np.ndarray
   return len(f263), g.split, actions, sums[0], sums[1]
 
 
-def build(out_dir: str | os.PathLike, cfg: Config) -> dict[str, Any]:
-  """Writes the whole corpus; returns the corpus.json contents."""
+def build(out_dir: str | os.PathLike, cfg: Config, overwrite: bool = False) -> dict[str, Any]:
+  """Writes the whole corpus; returns the corpus.json contents.
+
+  A non-empty `out_dir` is an error unless `overwrite`, which first deletes what
+  a corpus writes there (so no clip of an older, larger corpus lingers).
+  """
   if cfg.num_motions < 1:
     raise ValueError(f"num_motions must be >= 1, got {cfg.num_motions}")
   if cfg.fps not in (20, 30):
     raise ValueError(f"fps must be 20 (HumanML3D) or 30 (272-dim / MotionStreamer), got {cfg.fps}")
   out = pathlib.Path(out_dir)
+  if out.is_dir() and any(out.iterdir()):
+    if not overwrite:
+      raise FileExistsError(f"output folder {out} is not empty; choose a new one or overwrite it "
+                            "(--overwrite)")
+    for sub in SUBDIRS:
+      shutil.rmtree(out / sub, ignore_errors=True)
+    for name in ("Mean.npy", "Std.npy", "Mean272.npy", "Std272.npy", "corpus.json") + tuple(
+        f"{s}.txt" for s in SPLITS + ("zeroshot",)):
+      (out / name).unlink(missing_ok=True)
   for sub in SUBDIRS:
     (out / sub).mkdir(parents=True, exist_ok=True)
   jobs = [(str(out), i, cfg) for i in range(cfg.num_motions)]

@@ -134,6 +134,15 @@ def test_cli_writes_a_corpus_at_30_fps(tmp_path):
   assert bad.returncode != 0 and "unknown action 'dance'" in bad.stderr
 
 
+def test_non_empty_output_needs_overwrite(tmp_path):
+  corpus.build(tmp_path, corpus.Config(num_motions=3, seed=1))
+  with pytest.raises(FileExistsError, match="not empty"):
+    corpus.build(tmp_path, corpus.Config(num_motions=2, seed=1))
+  corpus.build(tmp_path, corpus.Config(num_motions=2, seed=1), overwrite=True)
+  assert sorted(p.name for p in (tmp_path / "new_joints").iterdir()) == ["000000.npy", "000001.npy"]
+  assert _ids(tmp_path / "train.txt") + _ids(tmp_path / "val.txt") + _ids(tmp_path / "test.txt")
+
+
 def test_features_decode_to_the_written_joints(built):
   out, _ = built
   for i in range(4):
