@@ -1,4 +1,4 @@
-"""Procedural motion-text corpus: physically plausible clips on the 22-joint skeleton.
+r"""Procedural motion-text corpus: physically plausible clips on the 22-joint skeleton.
 
 Each clip strings 1-3 actions (walk/jog/run in any direction or along a curve,
 turns, spins, jumps, squats, waves, arm raises, punches, kicks, claps, sitting
