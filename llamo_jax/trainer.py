@@ -137,7 +137,7 @@ def abstract_of(tree: Any) -> Any:
 def restore_for_eval(config: ml_collections.ConfigDict, workdir: str | epath.Path, step: int | None = None
                      ) -> tuple[tasks.Task, nnx.Module, int]:
   """(prepared task, model with the checkpoint's weights, step) of a training workdir."""
-  workdir = epath.Path(workdir)
+  workdir = epath.Path(workdir).resolve()
   ckpt = checkpoints.Checkpointer(workdir / "checkpoints", async_save=False)
   step = ckpt.latest_step if step is None else step
   if step is None:
@@ -161,7 +161,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   Returns the last logged training metrics (averaged over the last log interval).
   """
   # ------------------------------------------------------------------ setup
-  workdir = epath.Path(workdir)
+  workdir = epath.Path(workdir).resolve()  # orbax needs absolute paths
   workdir.mkdir(parents=True, exist_ok=True)
   check_config_against_workdir(config, workdir)
   mesh = sharding.make_mesh(config.mesh.to_dict())
