@@ -22,14 +22,6 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "The VAE's training config.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "The VAE's training workdir (checkpoints).")
-_DATA = flags.DEFINE_string("data", None, "Record dataset to encode (default: config.data.path).")
-_OUT = flags.DEFINE_string("out", None, "Parent folder of the latent dataset.")
-_NAME = flags.DEFINE_string("name", None, "Dataset name (default: <data name>_latents).")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Clips encoded per call.")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing latent dataset.")
-flags.mark_flags_as_required(["config", "workdir", "out"])
 
 LATENT_PREFIX = "vae_latent:"
 
@@ -95,19 +87,33 @@ def encode_dataset(task, model, data_path: pathlib.Path, out_parent: pathlib.Pat
   return target
 
 
+def define_flags() -> None:
+  """The CLI flags (defined only when run as a program, so modules can share flag names)."""
+  config_flags.DEFINE_config_file("config", None, "The VAE's training config.")
+  flags.DEFINE_string("workdir", None, "The VAE's training workdir (checkpoints).")
+  flags.DEFINE_string("data", None, "Record dataset to encode (default: config.data.path).")
+  flags.DEFINE_string("out", None, "Parent folder of the latent dataset.")
+  flags.DEFINE_string("name", None, "Dataset name (default: <data name>_latents).")
+  flags.DEFINE_integer("batch_size", 32, "Clips encoded per call.")
+  flags.DEFINE_bool("overwrite", False, "Replace an existing latent dataset.")
+  flags.mark_flags_as_required(["config", "workdir", "out"])
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
   from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
-  config = _CONFIG.value
-  task, model, step = trainer.restore_for_eval(config, _WORKDIR.value)
-  data_path = pathlib.Path(_DATA.value or config.data.path)
-  name = _NAME.value or f"{data_path.name}_latents"
-  out = encode_dataset(task, model, data_path, pathlib.Path(_OUT.value), name,
-                       batch_size=_BATCH.value, overwrite=_OVERWRITE.value)
+  config = f.config
+  task, model, step = trainer.restore_for_eval(config, f.workdir)
+  data_path = pathlib.Path(f.data or config.data.path)
+  name = f.name or f"{data_path.name}_latents"
+  out = encode_dataset(task, model, data_path, pathlib.Path(f.out), name,
+                       batch_size=f.batch_size, overwrite=f.overwrite)
   logging.info("encoded %s with the VAE at step %d", data_path, step)
   print(f"wrote {out}")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -18,15 +18,6 @@ from absl import app
 from absl import flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "The training config of the workdir.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir with checkpoints.")
-_SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
-_MAX_LEN = flags.DEFINE_integer("max_len", 196, "Frames per clip evaluated (longer clips are cropped).")
-_MAX_BATCHES = flags.DEFINE_integer("max_batches", None, "Stop after this many batches (default: all).")
-_MOTION = flags.DEFINE_string("motion", None, "Reconstruct this one motion file (.npy or .bvh) instead.")
-_FORMAT = flags.DEFINE_enum("render_format", "gif", ["gif", "mp4"], "Animation format in --motion mode.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 
 def load_motion_joints(path: pathlib.Path, representation) -> np.ndarray:
@@ -65,22 +56,36 @@ def evaluate_motion(task, model, path: pathlib.Path, out_dir: pathlib.Path, fmt:
   return dict(metrics, motion=str(path), frames=t, video=str(video))
 
 
+def define_flags() -> None:
+  """The CLI flags (defined only when run as a program, so modules can share flag names)."""
+  config_flags.DEFINE_config_file("config", None, "The training config of the workdir.")
+  flags.DEFINE_string("workdir", None, "Training workdir with checkpoints.")
+  flags.DEFINE_string("split", "test", "Split to evaluate.")
+  flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_integer("max_len", 196, "Frames per clip evaluated (longer clips are cropped).")
+  flags.DEFINE_integer("max_batches", None, "Stop after this many batches (default: all).")
+  flags.DEFINE_string("motion", None, "Reconstruct this one motion file (.npy or .bvh) instead.")
+  flags.DEFINE_enum("render_format", "gif", ["gif", "mp4"], "Animation format in --motion mode.")
+  flags.mark_flags_as_required(["config", "workdir"])
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  f = flags.FLAGS
   from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
-  workdir = pathlib.Path(_WORKDIR.value)
-  task, model, step = trainer.restore_for_eval(_CONFIG.value, workdir, _STEP.value)
+  workdir = pathlib.Path(f.workdir)
+  task, model, step = trainer.restore_for_eval(f.config, workdir, f.step)
   if not hasattr(task, "evaluate_split"):
-    raise app.UsageError(f"llamo_jax.evaluate does not support task {_CONFIG.value.task!r} yet.")
-  if _MOTION.value:
-    result = evaluate_motion(task, model, pathlib.Path(_MOTION.value), workdir, _FORMAT.value)
-    out = workdir / f"eval_motion_{pathlib.Path(_MOTION.value).stem}_step{step}.json"
+    raise app.UsageError(f"llamo_jax.evaluate does not support task {f.config.task!r} yet.")
+  if f.motion:
+    result = evaluate_motion(task, model, pathlib.Path(f.motion), workdir, f.render_format)
+    out = workdir / f"eval_motion_{pathlib.Path(f.motion).stem}_step{step}.json"
   else:
-    summary, per_clip = task.evaluate_split(model, _SPLIT.value, max_len=_MAX_LEN.value,
-                                            max_batches=_MAX_BATCHES.value)
-    result = {"split": _SPLIT.value, "step": step, "summary": summary, "clips": per_clip}
-    out = workdir / f"eval_{_SPLIT.value}_step{step}.json"
+    summary, per_clip = task.evaluate_split(model, f.split, max_len=f.max_len,
+                                            max_batches=f.max_batches)
+    result = {"split": f.split, "step": step, "summary": summary, "clips": per_clip}
+    out = workdir / f"eval_{f.split}_step{step}.json"
   out.write_text(json.dumps(result, indent=2))
   shown = result.get("summary", result)
   for key, value in shown.items():
@@ -89,4 +94,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

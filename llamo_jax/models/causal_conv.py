@@ -24,6 +24,12 @@ import jax
 import jax.numpy as jnp
 
 
+def REPLICATED(ndim: int) -> dict:  # pylint: disable=invalid-name
+  """Param metadata saying "replicate on every mesh axis": the VAE is small (a few M params),
+  so data parallelism is all it needs (llamo_jax.sharding requires every Param to say)."""
+  return {"out_sharding": (None,) * ndim, "eager_sharding": False}
+
+
 class CausalConv1d(nnx.Module):
   """A left-padded (causal) 1D convolution over [B,T,Cin] -> [B,T/stride,Cout].
 
@@ -44,7 +50,8 @@ class CausalConv1d(nnx.Module):
     self.dtype = dtype
     self.conv = nnx.Conv(in_features, out_features, (kernel_size,), strides=(stride,),
                          kernel_dilation=(dilation,), padding="VALID", dtype=dtype,
-                         param_dtype=param_dtype, precision=precision, rngs=rngs)
+                         param_dtype=param_dtype, precision=precision, rngs=rngs,
+                         kernel_metadata=REPLICATED(3), bias_metadata=REPLICATED(1))
 
   def init_state(self, batch: int) -> jax.Array:
     """The state before any input: p zero steps [B,p,Cin] in the compute dtype

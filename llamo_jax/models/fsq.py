@@ -16,6 +16,8 @@ import math
 from typing import Any, Sequence
 
 from flax import nnx
+
+from llamo_jax.models import causal_conv
 import jax
 import jax.numpy as jnp
 
@@ -83,8 +85,10 @@ class FSQ(nnx.Module):
                dtype: Any = jnp.float32, param_dtype: Any = jnp.float32):
     self.levels = check_levels(levels)
     q = len(self.levels)
-    self.project_in = nnx.Linear(latent_dim, q, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-    self.project_out = nnx.Linear(q, latent_dim, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs, kernel_metadata=causal_conv.REPLICATED(2),
+              bias_metadata=causal_conv.REPLICATED(1))
+    self.project_in = nnx.Linear(latent_dim, q, **kw)
+    self.project_out = nnx.Linear(q, latent_dim, **kw)
 
   @property
   def codebook_size(self) -> int:
