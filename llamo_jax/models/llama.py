@@ -17,13 +17,13 @@ Param paths (nnx.state(model)); layer params always stacked with leading L:
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Any, Callable, Mapping
 
 from flax import nnx
 import jax
 import jax.numpy as jnp
 
+from llamo_jax import config_dataclass
 from llamo_jax import sharding
 from llamo_jax.models import attention as attn_lib
 from llamo_jax.models.attention import KVCache, RopeScaling
@@ -48,7 +48,7 @@ REMAT_POLICIES: dict[str, Callable[..., Any] | None] = {
 
 
 @dataclasses.dataclass(frozen=True)
-class LlamaConfig:
+class LlamaConfig(config_dataclass.FromDict):
   """Shapes and numerics of a Llama model (hashable: a static jit argument)."""
   vocab_size: int
   dim: int
@@ -98,48 +98,6 @@ class LlamaConfig:
   @property
   def weight_dtype(self):
     return DTYPES[self.param_dtype]
-
-  @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "LlamaConfig":
-    """Builds a config from `to_dict` output; raises ValueError on unknown keys/types."""
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - set(fields))
-    if unknown:
-      raise ValueError(f"Unknown LlamaConfig keys {unknown}; valid keys: {sorted(fields)}.")
-    missing = sorted(n for n, f in fields.items()
-                     if f.default is dataclasses.MISSING and n not in d)
-    if missing:
-      raise ValueError(f"LlamaConfig is missing required keys {missing}.")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in d.items():
-      kwargs[name] = _check_type(name, value, hints[name])
-    return cls(**kwargs)
-
-  def to_dict(self) -> dict[str, Any]:
-    """JSON-able dict; `from_dict(to_dict())` round-trips."""
-    out = dataclasses.asdict(self)
-    if self.rope_scaling is not None:
-      out["rope_scaling"] = dataclasses.asdict(self.rope_scaling)
-    return out
-
-
-def _check_type(name: str, value: Any, hint: Any) -> Any:
-  if hint is bool:
-    ok = isinstance(value, bool)
-  elif hint is int:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-  elif hint is float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    value = float(value) if ok else value
-  elif hint is str:
-    ok = isinstance(value, str)
-  else:  # rope_scaling
-    ok = value is None or isinstance(value, (Mapping, RopeScaling))
-  if not ok:
-    raise ValueError(f"LlamaConfig.{name} has type {type(value).__name__} "
-                     f"({value!r}); expected {getattr(hint, '__name__', hint)}.")
-  return value
 
 
 def _rope_scaling_from_dict(d: Mapping[str, Any]) -> RopeScaling:

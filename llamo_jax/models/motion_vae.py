@@ -30,7 +30,6 @@ C latent, W width.
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Any, Mapping
 
 from flax import nnx
@@ -38,6 +37,7 @@ from flax import struct
 import jax
 import jax.numpy as jnp
 
+from llamo_jax import config_dataclass
 from llamo_jax.models import fsq as fsq_lib
 from llamo_jax.models.causal_conv import CausalConv1d
 from llamo_jax.models.llama import DTYPES
@@ -48,7 +48,7 @@ QUANTIZERS = ("continuous", "fsq")
 
 
 @dataclasses.dataclass(frozen=True)
-class MotionVAEConfig:
+class MotionVAEConfig(config_dataclass.FromDict):
   """Shapes of the motion VAE (hashable: a static jit argument)."""
   input_dim: int = 263          # representation dim: 263 (hml263, 20 fps) or 272 (mm272, 30 fps)
   latent_dim: int = 32          # C; the paper's ablation: 16 / 32 / 64
@@ -85,41 +85,6 @@ class MotionVAEConfig:
   @property
   def dilations(self) -> tuple[int, ...]:
     return tuple(self.dilation_growth_rate ** i for i in reversed(range(self.depth)))
-
-  @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "MotionVAEConfig":
-    """Builds a config from a dict (`to_dict`, ConfigDict.to_dict()); ValueError on unknown keys/types."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-      raise ValueError(f"Unknown MotionVAEConfig keys {unknown}; valid keys: {sorted(fields)}.")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in d.items():
-      kwargs[name] = _check_type(name, value, hints[name])
-    return cls(**kwargs)
-
-  def to_dict(self) -> dict[str, Any]:
-    """JSON-able dict; `from_dict(to_dict())` round-trips."""
-    out = dataclasses.asdict(self)
-    out["fsq_levels"] = list(self.fsq_levels)
-    return out
-
-
-def _check_type(name: str, value: Any, hint: Any) -> Any:
-  if hint is int:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-  elif hint is float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    value = float(value) if ok else value
-  elif hint is str:
-    ok = isinstance(value, str)
-  else:  # fsq_levels
-    ok = isinstance(value, (list, tuple))
-  if not ok:
-    raise ValueError(f"MotionVAEConfig.{name} has type {type(value).__name__} ({value!r}); "
-                     f"expected {getattr(hint, '__name__', hint)}.")
-  return value
 
 
 PRESETS: dict[str, MotionVAEConfig] = {

@@ -25,13 +25,13 @@ the total, and `mpjpe_mm` (mean joint position error in mm, not differentiated).
 from __future__ import annotations
 
 import dataclasses
-import typing
 from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from llamo_jax import config_dataclass
 from llamo_jax.models.motion_vae import FRAMES_PER_LATENT, VAEOutput
 
 # Feature dim and leading root dims of each representation (DESIGN.md section 3).
@@ -41,7 +41,7 @@ RECON_KINDS = ("smooth_l1", "l2")
 
 
 @dataclasses.dataclass(frozen=True)
-class VAELossConfig:
+class VAELossConfig(config_dataclass.FromDict):
   """Weights and kinds of the VAE loss terms (hashable)."""
   representation: str = "hml263"  # "hml263" | "mm272": root dims and features -> joints
   recon: str = "smooth_l1"        # "smooth_l1" | "l2", on normalised features
@@ -60,28 +60,6 @@ class VAELossConfig:
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"VAELossConfig.{name} must be a float >= 0, got {value!r}.")
-
-  @classmethod
-  def from_dict(cls, d: Mapping[str, Any]) -> "VAELossConfig":
-    """Builds a config from a dict; ValueError on unknown keys or wrong types."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - fields)
-    if unknown:
-      raise ValueError(f"Unknown VAELossConfig keys {unknown}; valid keys: {sorted(fields)}.")
-    hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for name, value in d.items():
-      if hints[name] is str and not isinstance(value, str):
-        raise ValueError(f"VAELossConfig.{name} must be a str, got {value!r}.")
-      if hints[name] is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-          raise ValueError(f"VAELossConfig.{name} must be a float, got {value!r}.")
-        value = float(value)
-      kwargs[name] = value
-    return cls(**kwargs)
-
-  def to_dict(self) -> dict[str, Any]:
-    return dataclasses.asdict(self)
 
 
 def _elementwise(kind: str, pred: jax.Array, target: jax.Array) -> jax.Array:
