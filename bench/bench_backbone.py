@@ -30,6 +30,8 @@ import transformers  # pylint: disable=g-import-not-at-top
 from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top
 from llamo_jax.models.llama import Llama  # pylint: disable=g-import-not-at-top
 
+import benchmarks_md  # bench/benchmarks_md.py
+
 _PRESETS = flags.DEFINE_list("presets", ["tiny", "smollm2_135m"], "Model presets to time.")
 _SHAPES = flags.DEFINE_list("shapes", ["2x128", "1x128"],
                             "Batch x length per preset (same order as --presets).")
@@ -38,7 +40,6 @@ _STEPS = flags.DEFINE_list("steps", ["20", "5"],
 _WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_backbone:start -->", "<!-- bench_backbone:end -->"
 WARMUP = 2
 
 
@@ -145,14 +146,7 @@ def main(argv):
   ])
   print(table)
   if _WRITE.value:
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{START}\n{table}\n{END}"
-    if START in text and END in text:
-      text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-      text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    path = benchmarks_md.write_section("bench_backbone", table)
     print(f"wrote {path}")
 
 

@@ -32,6 +32,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 from data_pipelines import build_records  # pylint: disable=g-import-not-at-top
 from llamo_jax.data import pipeline  # pylint: disable=g-import-not-at-top
 
+import benchmarks_md  # bench/benchmarks_md.py
+
 _CLIPS = flags.DEFINE_integer("clips", 1000, "Random clips in the generated folder.")
 _BATCHES = flags.DEFINE_integer("batches", 50, "Timed batches per worker count.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Batch size (one host).")
@@ -40,7 +42,6 @@ _WORKERS = flags.DEFINE_list("workers", ["0", "2"], "Grain worker counts to time
 _WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_pipeline:start -->", "<!-- bench_pipeline:end -->"
 WORDS = ["walks", "jumps", "waves", "turns", "squats", "kicks", "runs", "claps"]
 
 
@@ -134,14 +135,7 @@ def main(argv) -> None:
   ])
   print(table)
   if _WRITE.value:
-    path = REPO / "BENCHMARKS.md"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{START}\n{table}\n{END}"
-    if START in text and END in text:
-      text = text[:text.index(START)] + section + text[text.index(END) + len(END):]
-    else:
-      text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+    path = benchmarks_md.write_section("bench_pipeline", table)
     print(f"wrote {path}")
 
 

@@ -22,11 +22,12 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from data_pipelines.synthetic import corpus  # pylint: disable=g-import-not-at-top
 from llamo_jax.motion import skeleton  # pylint: disable=g-import-not-at-top
 
+import benchmarks_md  # bench/benchmarks_md.py
+
 _NUM = flags.DEFINE_integer("num_motions", 200, "Clips per timing run.")
 _WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-START, END = "<!-- bench_synthetic:start -->", "<!-- bench_synthetic:end -->"
 REAL = REPO.parent / "shared" / "fixtures" / "humanml3d_012314" / "new_joints_012314.npy"
 
 
@@ -69,17 +70,6 @@ def _plausibility(out, fps):
           "sliding_contact_fraction": slides / max(contacts, 1),
           "sliding_contact_fraction_walking": walk_slides / max(walk_contacts, 1),
           "mean_jerk_m_s3": float(np.mean(jerks))}
-
-
-def _write_section(text):
-  path = REPO / "BENCHMARKS.md"
-  doc = path.read_text() if path.exists() else "# Benchmarks\n"
-  block = f"{START}\n{text.rstrip()}\n{END}"
-  if START in doc and END in doc:
-    doc = doc[:doc.index(START)] + block + doc[doc.index(END) + len(END):]
-  else:
-    doc = doc.rstrip() + "\n\n" + block + "\n"
-  path.write_text(doc)
 
 
 def main(argv):
@@ -126,7 +116,7 @@ Plausibility of the {n} clips (released clip 012314 for reference):
 | mean joint jerk (m/s^3) | {stats['mean_jerk_m_s3']:.0f} | {real_jerk:.0f} |
 """
   if _WRITE.value:
-    _write_section(section)
+    benchmarks_md.write_section("bench_synthetic", section)
     print("wrote the bench_synthetic section of BENCHMARKS.md")
 
 

@@ -1,0 +1,77 @@
+"""The paper's VAE ablation at a chosen scale: continuous z16/z32/z64 vs the FSQ baseline.
+
+  python bench/bench_vae_ablation.py --config=configs/motion_vae.py:tiny --steps=3000 --workdir=/tmp/vae_ablation
+
+Trains each variant with the same data, seed and step budget (in this one run, one after
+another), evaluates it on the whole test split (clips up to 196 frames), prints a table of
+MPJPE, PA-MPJPE, root error, peak jerk, area under jerk, foot skating and training
+throughput, and writes it into the bench_vae_ablation section of BENCHMARKS.md.
+"""
+import os
+import pathlib
+import platform
+import sys
+import time
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+import benchmarks_md  # bench/benchmarks_md.py
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Base VAE config (configs/motion_vae.py:...).")
+_STEPS = flags.DEFINE_integer("steps", 3000, "Training steps per variant.")
+_WORKDIR = flags.DEFINE_string("workdir", "/tmp/vae_ablation", "Parent of the variants' workdirs.")
+_WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
+flags.mark_flags_as_required(["config"])
+
+VARIANTS = {"continuous z16": {"latent_dim": 16}, "continuous z32": {"latent_dim": 32},
+            "continuous z64": {"latent_dim": 64}, "FSQ [8,5,5,5]": {"quantizer": "fsq"}}
+COLUMNS = ("mpjpe_mm", "pa_mpjpe_mm", "root_error_mm", "peak_jerk", "auj", "foot_skating")
+
+
+def main(argv):
+  del argv
+  from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
+  base = _CONFIG.value
+  rows, gt = [], None
+  for name, overrides in VARIANTS.items():
+    config = base.copy_and_resolve_references()
+    with config.unlocked():
+      config.model.update(overrides)
+      config.total_steps = _STEPS.value
+      config.eval_every = 0
+      config.checkpoint_every = _STEPS.value
+    workdir = pathlib.Path(_WORKDIR.value) / name.replace(" ", "_").replace("[", "").replace("]", "").replace(",", "")
+    start = time.time()
+    train_metrics = trainer.train_and_evaluate(config, workdir)
+    minutes = (time.time() - start) / 60
+    task, model, _ = trainer.restore_for_eval(config, workdir)
+    summary, _ = task.evaluate_split(model, "test")
+    gt = gt or summary
+    rows.append(f"| {name} | " + " | ".join(f"{summary[c]:.4g}" for c in COLUMNS)
+                + f" | {train_metrics.get('frames_per_sec', float('nan')):.0f} | {minutes:.1f} |")
+    print(rows[-1], flush=True)
+  load = os.getloadavg()
+  table = "\n".join([
+      "## Motion VAE ablation: latent size and FSQ (bench/bench_vae_ablation.py)",
+      "",
+      f"`python {' '.join(sys.argv)}`: each variant trained {_STEPS.value} steps (batch {base.data.batch_size} x "
+      f"{base.data.max_len} frames, width {base.model.width}) on the synthetic corpus "
+      f"({base.data.corpus.num_motions} clips, {base.data.representation}), evaluated on the whole test split "
+      f"(clips up to 196 frames). Ground truth: peak jerk {gt['peak_jerk_gt']:.4g}, AUJ {gt['auj_gt']:.4g}, "
+      f"foot skating {gt['foot_skating_gt']:.3g}. Frames/s: training throughput over the last log interval.",
+      "",
+      f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at the end {load[0]:.1f}.",
+      "",
+      "| variant | MPJPE mm | PA-MPJPE mm | root error mm | peak jerk | AUJ | foot skating | frames/s | train min |",
+      "|---|---|---|---|---|---|---|---|---|",
+      *rows,
+  ])
+  print(table)
+  if _WRITE.value:
+    print(f"wrote {benchmarks_md.write_section('bench_vae_ablation', table)}")
+
+
+if __name__ == "__main__":
+  app.run(main)
