@@ -24,7 +24,7 @@ def get_config(arg=None):
   config.task = "motion_vae"
   config.seed = 0
   config.model = ml_collections.ConfigDict(dict(
-      latent_dim=int(extra.pop("latent", 32)), width=64 if preset == "tiny" else 512, depth=3,
+      latent_dim=int(extra.pop("latent", 32)), width=128 if preset == "tiny" else 512, depth=3,
       dilation_growth_rate=3, activation="relu", quantizer=extra.pop("quantizer", "continuous"),
       fsq_levels=[8, 5, 5, 5], sigma_max=0.01, dtype="float32", param_dtype="float32"))
   config.loss = ml_collections.ConfigDict(dict(
@@ -47,15 +47,15 @@ def get_config(arg=None):
   config.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
   config.logical_axis_rules = ml_collections.FieldReference(None, field_type=list)
   config.optimizer = ml_collections.ConfigDict(dict(
-      name="adamw", lr=2e-3 if preset == "tiny" else 2e-4, warmup_steps=100, end_lr_frac=0.05,
+      name="adamw", lr=2e-3 if preset == "tiny" else 2e-4, warmup_steps=200, end_lr_frac=0.05,
       b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0, grad_clip=1.0))
-  config.total_steps = 2000 if preset == "tiny" else 300_000
+  config.total_steps = 6000 if preset == "tiny" else 300_000
   config.grad_accum_steps = 1
   config.log_every = 50
-  config.eval_every = 500 if preset == "tiny" else 10_000
+  config.eval_every = 1000 if preset == "tiny" else 10_000
   config.eval_batches = 4
   config.eval_renders = 2
-  config.checkpoint_every = 500 if preset == "tiny" else 10_000
+  config.checkpoint_every = 1000 if preset == "tiny" else 10_000
   config.max_checkpoints = 2
   config.async_checkpoints = True
   config.stop_after_steps = ml_collections.FieldReference(None, field_type=int)
