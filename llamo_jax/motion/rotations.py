@@ -153,7 +153,12 @@ def quat_between(u: Array, v: Array) -> Array:
 
 
 def slerp(q0: Array, q1: Array, t: Array) -> Array:
-  """Spherical interpolation from q0 (t=0) to q1 (t=1) along the shorter arc; t broadcasts."""
+  """Spherical interpolation from q0 (t=0) to q1 (t=1) along the shorter arc.
+
+  q0, q1: [...,4]. t: a scalar, or an array of the quaternions' batch shape [...]
+  (given a trailing axis here), or one that already has the trailing axis
+  (t.ndim == q0.ndim, e.g. [...,1]); it broadcasts against the quaternions.
+  """
   xp = _xp(q0, q1, t)
   t = xp.asarray(t)
   if t.ndim < q0.ndim:

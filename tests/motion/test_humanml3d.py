@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llamo_jax.motion import humanml3d, skeleton
+from llamo_jax.motion import humanml3d, rotations, skeleton
 from walking_clip import walking_joints
 
 
@@ -35,6 +35,26 @@ def test_joints_to_features_reproduces_released_features(humanml3d_clip):
   # Contacts and root height hold over the whole clip.
   np.testing.assert_array_equal(ours[:, humanml3d.GROUPS["contacts"]], feats[:169, humanml3d.GROUPS["contacts"]])
   np.testing.assert_allclose(ours[:, 3], feats[:169, 3], atol=1e-6)
+
+
+def test_every_released_row_reproduces_with_the_source_last_frame(humanml3d_clip):
+  # The released features came from 171 joint frames; new_joints holds only the first 170
+  # (decoded from the features). Frame 170 is recoverable from the last feature row's
+  # joint velocities (rotated back by frame 169's facing); with it, every row of every
+  # group reproduces, including the tail that the sigma-20 facing smoothing reaches.
+  feats, joints = _load(humanml3d_clip)
+  feats, joints = feats.astype(np.float64), joints.astype(np.float64)
+  half = feats[:-1, 0].sum()  # yaw half-angle of frame 169
+  facing = np.array([np.cos(half), 0.0, np.sin(half), 0.0])
+  last_vel = feats[-1, humanml3d.GROUPS["local_vel"]].reshape(22, 3)
+  extra = joints[-1] + rotations.quat_rotate(rotations.quat_conjugate(facing), last_vel)
+  ours = humanml3d.joints_to_features(np.concatenate([joints, extra[None]]))
+  assert ours.shape == feats.shape
+  tolerance = {"root_rot_vel": 1e-6, "root_lin_vel": 1e-6, "root_y": 1e-6, "ric": 5e-6,
+               "rot6d": 2e-5, "local_vel": 5e-6, "contacts": 0.0}
+  for name, sl in humanml3d.GROUPS.items():
+    err = np.abs(ours[:, sl] - feats[:, sl]).max()
+    assert err <= tolerance[name], f"{name}: max abs error {err:.2e} over all rows"
 
 
 def test_released_std_is_group_averaged(humanml3d_clip):

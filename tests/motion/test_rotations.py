@@ -61,6 +61,15 @@ def test_quat_between_and_slerp():
   a, b = random_quats(8, 8), random_quats(8, 9)
   np.testing.assert_allclose(np.abs(np.sum(R.slerp(a, b, 0.0) * a, -1)), 1, atol=1e-9)
   np.testing.assert_allclose(np.abs(np.sum(R.slerp(a, b, 1.0) * b, -1)), 1, atol=1e-9)
+  # Halfway along the arc: equal angles to both ends, half the total angle.
+  angle = lambda p, q: 2 * np.arccos(np.clip(np.abs(np.sum(p * q, -1)), 0, 1))
+  mid = R.slerp(a, b, 0.5)
+  np.testing.assert_allclose(angle(a, mid), angle(a, b) / 2, atol=1e-9)
+  np.testing.assert_allclose(angle(mid, b), angle(a, b) / 2, atol=1e-9)
+  # t with the quaternions' batch shape gets a trailing axis; slerp of yaws is a linear yaw.
+  start, end = R.yaw_quat(np.zeros(2)), R.yaw_quat(np.full(2, 0.2))
+  np.testing.assert_allclose(R.slerp(start, end, np.array([0.25, 0.5])), R.yaw_quat(np.array([0.05, 0.1])),
+                             atol=1e-12)
 
 
 def test_jax_twins_match_numpy():
