@@ -10,6 +10,13 @@ Layout of one row t (features of a clip of T joint frames have T-1 rows):
   [193:259] velocities p_{t+1} - p_t of all 22 joints rotated by r_t.
   [259:263] foot contacts (left 7, 10; right 8, 11): 1 where the squared displacement
             from frame t to t+1 is below `feet_thre`.
+Released files: new_joint_vecs/ID.npy has T-1 rows for a source clip of T frames, and
+new_joints/ID.npy is `features_to_joints` of those rows (T-1 frames, frame t from row t),
+so the released joints lack the source's last frame. joints_to_features(new_joints)
+therefore gives one row fewer, and rows within ~80 frames (4 sigma of the facing
+smoothing) of the end differ slightly; with the last frame restored (from the last
+row's joint velocities) every row reproduces (tests/motion/test_humanml3d.py).
+
 Here r_t is the root "facing" quaternion that rotates frame t's facing direction onto
 +Z (it removes the heading). It comes from the released IK: forward = up x across with
 across = (p[l_hip] - p[r_hip]) + (p[r_sho] - p[l_sho]) (the released hip term has this
