@@ -10,7 +10,9 @@ Per frame t (rows 0..T-2 of a clip of T frames; J = 22 joints):
             Row 0 holds C_0 itself, the identity after canonicalisation.
   [8:74]    joint positions of frame t, root moved to the xz origin and heading
             removed: C_t (p_t[j] - (r_t.x, 0, r_t.z)), J x 3.
-  [74:140]  joint velocities, forward difference C_t (p_{t+1}[j] - p_t[j]), J x 3.
+  [74:140]  velocities of the block above, backward difference L_t - L_{t-1} of the
+            heading-removed root-centred positions L (so the root's own xz motion and
+            the turning are not in it); row 0 holds zeros.
   [140:272] local joint rotations of frame t as 6D ("rows"); joint 0's rotation is
             the root's global rotation with the heading removed, C_t R_root.
 
@@ -30,6 +32,12 @@ Conventions.
   xz is v_0 + sum_{s=1..t} C_{s-1}^-1 v_s. Positions come from the positions block,
   not from forward kinematics, so `to_joints` needs no skeleton.
 - The joint-velocity block is redundant for decoding (it is a training signal).
+- MotionStreamer's own files keep T rows for T frames (every block above is a
+  backward difference or per-frame, row 0 fixed); `from_rotations` returns their first
+  T-1 rows, matching HumanML3D's T-1, so a clip of T frames decodes to its first T-1.
+  Heights are kept as given (MotionStreamer also puts the clip on the floor first).
+  Real MotionStreamer rotations are relative to the SMPL rest pose, ours to the
+  T-pose of `skeleton.TARGET_OFFSETS`; positions (and `to_joints`) do not depend on it.
 """
 from __future__ import annotations
 
@@ -91,7 +99,8 @@ def _encode(joints: np.ndarray, local_quats: np.ndarray) -> np.ndarray:
   remove = rotations.yaw_quat(-heading)  # C_t, [T,4]
   root_xz = joints[:, 0] * np.array([1.0, 0.0, 1.0])
   positions = rotations.quat_rotate(remove[:, None], joints - root_xz[:, None])
-  velocities = rotations.quat_rotate(remove[:-1, None], joints[1:] - joints[:-1])
+  velocities = np.zeros_like(positions)
+  velocities[1:] = positions[1:] - positions[:-1]
 
   root_vel = np.zeros((len(joints), 3))
   root_vel[0] = root_xz[0]  # zero after canonicalisation
@@ -105,7 +114,7 @@ def _encode(joints: np.ndarray, local_quats: np.ndarray) -> np.ndarray:
 
   n = len(joints) - 1
   feats = np.concatenate([
-      root_vel[:n, [0, 2]], change_6d[:n], positions[:n].reshape(n, -1), velocities.reshape(n, -1),
+      root_vel[:n, [0, 2]], change_6d[:n], positions[:n].reshape(n, -1), velocities[:n].reshape(n, -1),
       local_6d[:n].reshape(n, -1)], axis=-1)
   return feats.astype(np.float32)
 

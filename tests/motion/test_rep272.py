@@ -55,10 +55,45 @@ def test_round_trips():
   rec_local, rec_root = rep272.to_rotations(f)
   np.testing.assert_allclose(skeleton.forward_kinematics(rec_local, rec_root), joints[:-1], atol=1e-5)
   np.testing.assert_allclose(np.abs(np.sum(rec_local * canon_local[:-1], -1)), 1.0, atol=1e-5)
-  # Velocities block is the forward difference in each frame's heading-removed frame.
+  # Velocities block: backward difference of the positions block, zero in row 0.
   vel = f[:, rep272.VELOCITIES].reshape(-1, 22, 3)
-  np.testing.assert_allclose(np.linalg.norm(vel, axis=-1), np.linalg.norm(np.diff(joints, axis=0), axis=-1),
-                             atol=1e-6)
+  pos = f[:, rep272.POSITIONS].reshape(-1, 22, 3)
+  np.testing.assert_allclose(vel[0], 0.0)
+  np.testing.assert_allclose(vel[1:], np.diff(pos, axis=0), atol=1e-6)
+
+
+def _rot_y(angle):
+  c, s = np.cos(angle), np.sin(angle)
+  return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def _motionstreamer_reference(local, root):
+  """MotionStreamer's published encoding steps, written with matrices (T rows for T frames)."""
+  rot = rotations.quat_to_matrix(local)
+  pos = skeleton.forward_kinematics(local, root)
+  pos = pos - pos[0, 0] * np.array([1.0, 0.0, 1.0])  # frame-0 root at the xz origin (heights kept here)
+  root_vel = pos[1:, 0] - pos[:-1, 0]
+  pos = pos - pos[:, :1] * np.array([1.0, 0.0, 1.0])  # every frame: root at the xz origin
+  heading = -np.arctan2(rot[:, 0, 0, 2], rot[:, 0, 2, 2])
+  remove = np.stack([_rot_y(h) for h in heading])
+  change = np.stack([_rot_y(d) for d in np.diff(heading)])
+  local_pos = np.einsum("tij,tkj->tki", remove, pos)
+  rot[:, 0] = remove @ rot[:, 0]
+  n = len(pos)
+  out = np.zeros((n, 272))
+  out[0, 2], out[0, 6] = 1.0, 1.0
+  out[1:, 2:8] = change[:, :2, :].reshape(n - 1, 6)
+  out[1:, :2] = np.einsum("tij,tj->ti", remove[:-1], root_vel)[:, [0, 2]]
+  out[:, 8:74] = local_pos.reshape(n, -1)
+  out[1:, 74:140] = np.diff(local_pos, axis=0).reshape(n - 1, -1)
+  out[:, 140:] = rot[:, :, :2, :].reshape(n, -1)
+  return out
+
+
+def test_matches_motionstreamer_layout():
+  local, root = walking_rotations(30, fps=30, start_heading=2.0)
+  ref = _motionstreamer_reference(local, root)
+  np.testing.assert_allclose(rep272.from_rotations(local, root), ref[:-1], atol=1e-5)
 
 
 def test_from_joints_uses_ik_rotations():
