@@ -247,7 +247,9 @@ def _run(config, workdir, mesh, rules, task, writer, total_steps) -> dict[str, f
         eval_metrics = task.evaluate(nnx.merge(graphdef, state["params"], state["frozen"]), step, writer)
         if eval_metrics:
           writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-      stop = preemption.should_stop() or (stop_after is not None and step >= stop_after)
+      # The SIGTERM check is collective across hosts: on multi-host runs do it at log steps only.
+      check = jax.process_count() == 1 or step % config.log_every == 0
+      stop = (check and preemption.should_stop()) or (stop_after is not None and step >= stop_after)
       ckpt.save(step, state, train_iter, {"step": step}, force=stop or step == total_steps)
       if stop:
         logging.warning("stopping at step %d (preemption or stop_after_steps); checkpoint saved", step)
