@@ -28,7 +28,7 @@ from llamo_jax import tasks
 
 # Config keys that may change between a run and its resumption; anything else
 # that differs (model shapes, task, data) makes the checkpoint incompatible.
-RESUMABLE_CHANGES = ("total_steps", "log_every", "eval_every", "checkpoint_every",
+RESUMABLE_CHANGES = ("total_steps", "log_every", "eval_every", "eval_batches", "eval_renders", "checkpoint_every",
                      "max_checkpoints", "async_checkpoints", "stop_after_steps")
 
 

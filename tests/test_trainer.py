@@ -48,3 +48,36 @@ def test_resume_with_a_different_model_is_refused(caption_corpus_dir, tmp_path):
 def test_nan_stops_the_run_with_the_step(caption_corpus_dir, tmp_path):
   with pytest.raises(trainer.NonFiniteError, match="step 1"):
     trainer.train_and_evaluate(tiny_lm_config(caption_corpus_dir, **{"optimizer.lr": float("nan")}), tmp_path)
+
+
+class _LinearTask:
+  """A least-squares task: the mean loss over equal microbatches equals the full-batch mean."""
+
+  def loss(self, model, batch, rng):
+    del rng
+    err = model(batch["x"]) - batch["y"]
+    return (err ** 2).mean(), {"abs_err": abs(err).mean()}
+
+
+def test_gradient_accumulation_equals_the_full_batch():
+  import jax
+  import optax
+  from flax import nnx
+
+  model = nnx.Linear(3, 1, rngs=nnx.Rngs(0))
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  batch = {"x": np.random.default_rng(0).normal(size=(8, 3)).astype(np.float32),
+           "y": np.random.default_rng(1).normal(size=(8, 1)).astype(np.float32)}
+  tx = optax.sgd(0.1)
+  results = []
+  for accum in (1, 4):
+    step = trainer.make_train_step(_LinearTask(), graphdef, tx, optax.constant_schedule(0.1), accum,
+                                   jax.random.key(0))
+    state = {"step": jax.numpy.zeros((), jax.numpy.int32), "params": params, "opt_state": tx.init(params),
+             "frozen": rest}
+    results.append(jax.jit(step)(state, batch))
+  (s1, m1), (s4, m4) = results
+  np.testing.assert_allclose(m4["loss"], m1["loss"], rtol=1e-6)
+  np.testing.assert_allclose(m4["grad_norm"], m1["grad_norm"], rtol=1e-6)
+  for a, b in zip(jax.tree.leaves(s1["params"]), jax.tree.leaves(s4["params"])):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
