@@ -1,0 +1,223 @@
+"""LLaMo: MoT Llama + motion adapter + flow-matching head + exit head, and losses.
+
+Param paths: the Llama's (embed, layers.text, final_norm, lm_head) unchanged,
+plus layers.motion.* (motion expert), special_embed.embedding [2,D] ([BOM],
+[EOM]), motion_in.{kernel,bias} (latent C -> D), flow_head.*, exit_head.*.
+
+Token ids: text ids are the base vocabulary [0, V). [BOM] = V and [EOM] = V+1
+(`bom_id(cfg)`, `eom_id(cfg)`); their embeddings are the small trainable
+`special_embed` table, so the frozen base table stays untouched. Text logits
+cover the base vocabulary only (frozen LM head): never put [BOM]/[EOM] in the
+text targets (the exit head decides where motion ends).
+
+Batch format of `LLaMo.loss` (all [B,T] unless said; T = packed length):
+  tokens       int32  text ids (incl. [BOM]/[EOM] ids); any value (0) at motion positions
+  latents      f32 [B,T,C] the motion latent fed at motion positions, zeros elsewhere
+  modality     int32  0 text (incl. BOS/BOM/EOM/EOS), 1 motion latent
+  positions    int32  RoPE positions (0.. within each packed segment)
+  segment_ids  int32  packed-example id (>= 1), 0 for padding
+  text_targets int32  the next token id (tokens shifted left), < V
+  text_mask    f32    1 where text_targets is a trained text target
+  flow_targets f32 [B,T,C] the next latent: at position p, the latent of
+                      token p+1 when token p+1 is a motion token
+  flow_mask    f32    1 where flow_targets is a target (p+1 is a motion token:
+                      from the [BOM] position up to the second-to-last motion token)
+  exit_labels  f32    1 at the position of the last motion token mK, else 0
+  exit_mask    f32    1 at every motion-token position (m1..mK)
+  cond_mask    f32    (optional) 1 at caption tokens that condition motion; per
+                      sequence, with prob cfg_dropout, they move to a segment of
+                      their own (-segment id) so nothing attends to them: the
+                      unconditional branch used by classifier-free guidance.
+E.g. `[BOS] text [BOM] m1..mK [EOM] text [EOS]`: flow targets at [BOM]..m_{K-1}
+(the latents m1..mK), exit label 1 at mK (its next token is [EOM]), text
+targets on the text part that is trained.
+
+At inference the unconditional h for CFG comes from the same prompt with the
+caption tokens given their own segment id (exactly as dropped in training).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import optax
+
+from llamo_jax import config_dataclass
+from llamo_jax import pretrained
+from llamo_jax.models import flow_head as flow_lib
+from llamo_jax.models import mot as mot_lib
+from llamo_jax.models.attention import KVCache
+from llamo_jax.models.layers import Dense, Embed
+from llamo_jax.models.llama import LlamaConfig, init_cache
+from llamo_jax.models.mot import init_motion_from_text
+
+# Trainable top-level modules per stage (DESIGN.md §2); all else stays frozen.
+STAGES: dict[str, tuple[str, ...]] = {
+    "align": ("motion_in", "flow_head", "special_embed"),
+    "joint": ("motion", "motion_in", "flow_head", "exit_head", "special_embed"),
+    "anneal": ("flow_head", "exit_head"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class LLaMoConfig(config_dataclass.FromDict):
+  """LLaMo shapes and loss weights (hashable)."""
+  llama: LlamaConfig
+  latent_dim: int = 32
+  split: str = "all"                   # "all" (paper) | "ffn"
+  text_capacity: int | None = None     # MoT buffer sizes per sequence (None: T)
+  motion_capacity: int | None = None
+  flow_width: int = 1024
+  flow_depth: int = 3
+  k_t: int = 4
+  sigma_tf: float = 0.1                # teacher-forcing noise std on input latents
+  lambda_text: float = 1.0
+  lambda_exit: float = 0.1
+  cfg_dropout: float = 0.1
+
+  def __post_init__(self):
+    if isinstance(self.llama, Mapping):
+      object.__setattr__(self, "llama", LlamaConfig.from_dict(self.llama))
+    if not isinstance(self.llama, LlamaConfig):
+      raise ValueError(f"LLaMoConfig.llama must be a LlamaConfig or its dict, got {self.llama!r}.")
+    if self.split not in mot_lib.SPLITS:
+      raise ValueError(f"LLaMoConfig.split={self.split!r} is not one of {mot_lib.SPLITS}.")
+    for name in ("latent_dim", "flow_width", "flow_depth", "k_t"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"LLaMoConfig.{name} must be positive, got {getattr(self, name)}.")
+    if not 0.0 <= self.cfg_dropout < 1.0:
+      raise ValueError(f"LLaMoConfig.cfg_dropout must be in [0,1), got {self.cfg_dropout}.")
+
+
+def bom_id(cfg: LLaMoConfig) -> int:
+  return cfg.llama.vocab_size
+
+
+def eom_id(cfg: LLaMoConfig) -> int:
+  return cfg.llama.vocab_size + 1
+
+
+class LLaMo(mot_lib.MoT):
+  """The unified motion-language model."""
+
+  def __init__(self, cfg: LLaMoConfig, *, rngs: nnx.Rngs):
+    lc = cfg.llama
+    super().__init__(lc, split=cfg.split, text_capacity=cfg.text_capacity,
+                     motion_capacity=cfg.motion_capacity, rngs=rngs)
+    self.config = cfg
+    dt, pdt = lc.compute_dtype, lc.weight_dtype
+    self.special_embed = Embed(2, lc.dim, rngs=rngs, dtype=dt, param_dtype=pdt)
+    self.motion_in = Dense("BTC,CD->BTD", (cfg.latent_dim, lc.dim), (None, "embed"),
+                           rngs=rngs, dtype=dt, param_dtype=pdt)
+    self.flow_head = flow_lib.FlowHead(cfg.latent_dim, lc.dim, cfg.flow_width, cfg.flow_depth,
+                                       rngs=rngs)
+    self.exit_head = flow_lib.Linear(lc.dim, 1, rngs=rngs)
+
+  def embed_inputs(self, tokens: jax.Array, latents: jax.Array, modality: jax.Array
+                   ) -> jax.Array:
+    """Token/[BOM]/[EOM] embeddings at text positions, adapted latents at motion ones."""
+    v = self.cfg.vocab_size
+    text = self.embed_tokens(jnp.clip(tokens, 0, v - 1))
+    special = self.special_embed(jnp.clip(tokens - v, 0, 1))
+    text = jnp.where((tokens >= v)[..., None], special, text)
+    motion = self.motion_in(latents).astype(text.dtype)
+    return jnp.where((modality == mot_lib.MOTION)[..., None], motion, text)
+
+  def __call__(self, tokens: jax.Array, latents: jax.Array, modality: jax.Array,
+               positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
+               cache: KVCache | None = None
+               ) -> tuple[jax.Array, jax.Array, KVCache | None]:
+    """tokens [B,T], latents [B,T,C], modality [B,T] -> (logits [B,T,V] f32, h [B,T,D], cache).
+
+    h is the final-normed hidden state (for motion positions: the motion expert's).
+    """
+    if latents.shape != tokens.shape + (self.config.latent_dim,):
+      raise ValueError(f"latents have shape {latents.shape}; expected [B,T,C]="
+                       f"{tokens.shape + (self.config.latent_dim,)}.")
+    h, cache, _ = self.mot_backbone(self.embed_inputs(tokens, latents, modality), modality,
+                                    positions, segment_ids, cache)
+    return self.logits(h), h, cache
+
+  def exit_logits(self, h: jax.Array) -> jax.Array:
+    """h [...,D] -> logit [...] that this motion token is the last one."""
+    return self.exit_head(h)[..., 0]
+
+  def loss(self, batch: Mapping[str, jax.Array], rng: jax.Array
+           ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Total L_flow + lambda_text*L_text + lambda_exit*L_exit (batch: module docstring)."""
+    cfg = self.config
+    tf_rng, drop_rng, flow_rng = jax.random.split(rng, 3)
+    modality = batch["modality"]
+    is_motion = (modality == mot_lib.MOTION)[..., None]
+    latents = batch["latents"] + cfg.sigma_tf * is_motion * jax.random.normal(
+        tf_rng, batch["latents"].shape)
+    segment_ids = batch["segment_ids"]
+    text_mask = batch["text_mask"].astype(jnp.float32)
+    if "cond_mask" in batch:
+      drop = jax.random.bernoulli(drop_rng, cfg.cfg_dropout, (modality.shape[0], 1))
+      dropped = drop & (batch["cond_mask"] > 0)
+      segment_ids = jnp.where(dropped, -segment_ids, segment_ids)
+      text_mask = text_mask * (1 - dropped)
+    logits, h, _ = self(batch["tokens"], latents, modality, batch["positions"], segment_ids)
+
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["text_targets"])
+    l_text = jnp.sum(ce * text_mask) / jnp.maximum(jnp.sum(text_mask), 1.0)
+    h32 = h.astype(jnp.float32)
+    l_flow = flow_lib.flow_loss(self.flow_head, batch["flow_targets"], h32,
+                                batch["flow_mask"], flow_rng, cfg.k_t)
+    exit_mask = batch["exit_mask"].astype(jnp.float32)
+    bce = optax.sigmoid_binary_cross_entropy(self.exit_logits(h32),
+                                             batch["exit_labels"].astype(jnp.float32))
+    l_exit = jnp.sum(bce * exit_mask) / jnp.maximum(jnp.sum(exit_mask), 1.0)
+    total = l_flow + cfg.lambda_text * l_text + cfg.lambda_exit * l_exit
+    overflow = self.routing(modality).overflow
+    return total, {"loss": total, "flow_loss": l_flow, "text_loss": l_text,
+                   "exit_loss": l_exit, "route_overflow": overflow}
+
+
+def trainable_filter(stage: str) -> nnx.filterlib.Filter:
+  """nnx filter of the Params a training stage updates ("align" | "joint" | "anneal").
+
+  The text expert, text embeddings, final norm and LM head are never selected.
+  """
+  if stage not in STAGES:
+    raise ValueError(f"Unknown training stage {stage!r}; known stages: {sorted(STAGES)}.")
+  return nnx.All(nnx.Param, nnx.Any(*(nnx.PathContains(name) for name in STAGES[stage])))
+
+
+def load_base(model: LLaMo, pretrained_dir: str) -> None:
+  """Loads an imported Llama (`python -m llamo_jax.import_llm`) into the text
+  expert, embeddings, final norm and LM head, then copies text -> motion expert."""
+  _, base, _ = pretrained.load_pretrained(pretrained_dir, config=model.cfg)
+  base_state = nnx.state(base, nnx.Param)
+  nnx.update(model, base_state)
+  init_motion_from_text(model)
+
+
+# ------------------------------------------------------------------ decoding
+
+def prefill(model: LLaMo, tokens: jax.Array, latents: jax.Array, modality: jax.Array,
+            max_len: int, positions: jax.Array | None = None,
+            segment_ids: jax.Array | None = None
+            ) -> tuple[KVCache, jax.Array, jax.Array]:
+  """Runs the prompt [B,T] into a fresh cache of max_len slots.
+
+  Returns (cache, logits [B,V] and h [B,D] of the last prompt token).
+  """
+  cache = init_cache(model.cfg, tokens.shape[0], max_len)
+  logits, h, cache = model(tokens, latents, modality, positions, segment_ids, cache)
+  return cache, logits[:, -1], h[:, -1]
+
+
+def decode_step(model: LLaMo, cache: KVCache, token: jax.Array, latent: jax.Array,
+                modality: jax.Array, position: jax.Array, segment_id: jax.Array | None = None
+                ) -> tuple[KVCache, jax.Array, jax.Array]:
+  """Feeds one token per sequence: token [B] (text/[BOM]/[EOM]), latent [B,C]
+  (used where modality [B] is 1), position [B]. Returns (cache, logits [B,V], h [B,D])."""
+  seg = None if segment_id is None else segment_id[:, None]
+  logits, h, cache = model(token[:, None], latent[:, None], modality[:, None],
+                           position[:, None], seg, cache)
+  return cache, logits[:, 0], h[:, 0]
