@@ -1,0 +1,149 @@
+"""LLaMo: config, embeddings, frozen text path, losses, trainable filter, cache decoding, load_base."""
+import json
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from llamo_jax import pretrained
+from llamo_jax.models import presets
+from llamo_jax.models.llama import Llama
+from llamo_jax.models.llamo import (LLaMo, LLaMoConfig, bom_id, decode_step, eom_id, load_base,
+                                    prefill, trainable_filter)
+
+TINY = presets.get_preset("tiny")
+CFG = LLaMoConfig(llama=TINY, latent_dim=4, flow_width=32, flow_depth=2, k_t=2)
+C = CFG.latent_dim
+
+
+def make_batch(b=2, seed=0):
+  """`[BOS] text [BOM] m1..m4 [EOM] text [EOS]` packed as T=14, per the documented format."""
+  t = 14
+  key = jax.random.key(seed)
+  tokens = jax.random.randint(key, (b, t), 2, TINY.vocab_size, dtype=jnp.int32)
+  modality = np.zeros((b, t), np.int32)
+  modality[:, 5:9] = 1
+  tokens = tokens.at[:, 4].set(bom_id(CFG)).at[:, 9].set(eom_id(CFG))
+  tokens = jnp.where(modality == 1, 0, tokens)
+  latents = jax.random.normal(jax.random.key(seed + 1), (b, t, C)) * (modality == 1)[..., None]
+  flow_mask = np.zeros((b, t), np.float32)
+  flow_mask[:, 4:8] = 1
+  flow_targets = jnp.roll(latents, -1, axis=1) * flow_mask[..., None]
+  exit_labels = np.zeros((b, t), np.float32)
+  exit_labels[:, 8] = 1
+  text_mask = np.zeros((b, t), np.float32)
+  text_mask[:, 9:13] = 1
+  cond_mask = np.zeros((b, t), np.float32)
+  cond_mask[:, 1:4] = 1
+  return {
+      "tokens": tokens, "latents": latents, "modality": jnp.asarray(modality),
+      "positions": jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t)),
+      "segment_ids": jnp.ones((b, t), jnp.int32),
+      "text_targets": jnp.clip(jnp.roll(tokens, -1, axis=1), 0, TINY.vocab_size - 1),
+      "text_mask": jnp.asarray(text_mask), "flow_targets": flow_targets,
+      "flow_mask": jnp.asarray(flow_mask), "exit_labels": jnp.asarray(exit_labels),
+      "exit_mask": jnp.asarray(modality, jnp.float32), "cond_mask": jnp.asarray(cond_mask)}
+
+
+def test_config_from_dict_round_trip_and_errors():
+  d = CFG.to_dict()
+  assert LLaMoConfig.from_dict(json.loads(json.dumps(d))) == CFG
+  with pytest.raises(ValueError, match="flow_widht"):
+    LLaMoConfig.from_dict({**d, "flow_widht": 3})
+  with pytest.raises(ValueError, match="split"):
+    LLaMoConfig.from_dict({**d, "split": "attn"})
+
+
+def test_text_only_logits_equal_base_llama_and_special_tokens_use_their_table():
+  base = Llama(TINY, rngs=nnx.Rngs(0))
+  model = LLaMo(CFG, rngs=nnx.Rngs(1))
+  nnx.update(model, nnx.state(base, nnx.Param))
+  tokens = jax.random.randint(jax.random.key(2), (2, 10), 0, TINY.vocab_size, dtype=jnp.int32)
+  zeros = jnp.zeros((2, 10), jnp.int32)
+  logits, h, _ = model(tokens, jnp.zeros((2, 10, C)), zeros)
+  np.testing.assert_array_equal(logits, base(tokens)[0])
+  assert h.shape == (2, 10, TINY.dim)
+  emb = model.embed_inputs(jnp.array([[bom_id(CFG), eom_id(CFG), 5]]), jnp.ones((1, 3, C)),
+                           jnp.array([[0, 0, 1]]))
+  np.testing.assert_array_equal(emb[0, :2], model.special_embed.embedding[...])
+  np.testing.assert_allclose(emb[0, 2], model.motion_in(jnp.ones((1, 1, C)))[0, 0], atol=1e-6)
+
+
+def test_loss_terms_exit_bce_and_trainable_filter():
+  model = LLaMo(CFG, rngs=nnx.Rngs(0))
+  batch = make_batch()
+  loss, metrics = nnx.jit(lambda m, b, k: m.loss(b, k))(model, batch, jax.random.key(0))
+  np.testing.assert_allclose(loss, metrics["flow_loss"] + CFG.lambda_text * metrics["text_loss"]
+                             + CFG.lambda_exit * metrics["exit_loss"], rtol=1e-6)
+  assert int(metrics["route_overflow"]) == 0
+  # Exit head: exit bias -> BCE of a constant logit is log(1+e^-b) on the 1 label, etc.
+  model.exit_head.bias[...] = jnp.array([2.0])
+  model.exit_head.kernel[...] = jnp.zeros_like(model.exit_head.kernel[...])
+  _, m2 = model.loss(batch, jax.random.key(0))
+  expected = (np.log1p(np.exp(-2.0)) + 3 * np.log1p(np.exp(2.0))) / 4
+  np.testing.assert_allclose(m2["exit_loss"], expected, rtol=1e-5)
+
+  # Gradients of the joint stage reach only the selected params; the text expert stays frozen.
+  trainable = trainable_filter("joint")
+  grads = nnx.grad(lambda m: m.loss(batch, jax.random.key(0))[0],
+                   argnums=nnx.DiffState(0, trainable))(model)
+  names = {p[0] if p[0] != "layers" else "layers." + p[1] for p, _ in grads.flat_state()}
+  assert names == {"layers.motion", "motion_in", "flow_head", "exit_head", "special_embed"}
+  assert float(jnp.abs(grads["layers"]["motion"]["q"]["kernel"][...]).max()) > 0
+  frozen = {p[0] for p, _ in nnx.state(model, nnx.All(nnx.Param, nnx.Not(trainable))).flat_state()}
+  assert frozen == {"embed", "layers", "final_norm", "lm_head"}
+  with pytest.raises(ValueError, match="stage"):
+    trainable_filter("pretrain")
+
+
+def test_prefill_then_decode_equals_full_forward_on_an_interleaved_sequence():
+  model = LLaMo(CFG, rngs=nnx.Rngs(0))
+  state = nnx.state(model.layers.motion, nnx.Param)
+  nnx.update(model.layers.motion, jax.tree.map(lambda x: x * 1.1, state))
+  batch = make_batch()
+  tokens, latents, modality = batch["tokens"], batch["latents"], batch["modality"]
+  full_logits, full_h, _ = model(tokens, latents, modality)
+  n = 5  # prompt `[BOS] text [BOM]`, then motion m1..m4, [EOM], text one by one
+  cache, logits, h = prefill(model, tokens[:, :n], latents[:, :n], modality[:, :n], max_len=16)
+  np.testing.assert_allclose(h, full_h[:, n - 1], atol=1e-5)
+  step = nnx.jit(decode_step)
+  for p in range(n, tokens.shape[1]):
+    cache, logits, h = step(model, cache, tokens[:, p], latents[:, p], modality[:, p],
+                            jnp.full((2,), p, jnp.int32))
+    np.testing.assert_allclose(logits, full_logits[:, p], atol=1e-4)
+    np.testing.assert_allclose(h, full_h[:, p], atol=1e-5)
+
+
+def test_cfg_dropout_hides_caption_from_motion_positions():
+  model = LLaMo(CFG, rngs=nnx.Rngs(0))
+  batch = make_batch()
+  seg = batch["segment_ids"]
+  dropped = jnp.where(batch["cond_mask"] > 0, -seg, seg)
+  _, h, _ = model(batch["tokens"], batch["latents"], batch["modality"], batch["positions"], dropped)
+  other = batch["tokens"].at[:, 1:4].set(7)
+  _, h2, _ = model(other, batch["latents"], batch["modality"], batch["positions"], dropped)
+  np.testing.assert_array_equal(h[:, 4:], h2[:, 4:])  # caption invisible to everything after it
+
+
+def test_load_base_fills_text_path_and_copies_motion(tmp_path):
+  tokenizers = pytest.importorskip("tokenizers")
+  from llamo_jax.data.tokenizer import Tokenizer
+  tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+  tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+  tok.train_from_iterator(["a person walks forward"] * 4, tokenizers.trainers.BpeTrainer(
+      vocab_size=300, special_tokens=["<s>", "</s>"],
+      initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet()))
+  (tmp_path / "tok").mkdir()
+  tok.save(str(tmp_path / "tok" / "tokenizer.json"))
+  (tmp_path / "tok" / "tokenizer_config.json").write_text(json.dumps(
+      {"bos_token": "<s>", "eos_token": "</s>", "tokenizer_class": "PreTrainedTokenizerFast"}))
+  base = Llama(TINY, rngs=nnx.Rngs(5))
+  pretrained.save_pretrained(tmp_path / "base", TINY, base, Tokenizer.load(tmp_path / "tok"))
+  model = LLaMo(CFG, rngs=nnx.Rngs(0))
+  load_base(model, str(tmp_path / "base"))
+  tokens = jax.random.randint(jax.random.key(2), (1, 8), 0, TINY.vocab_size, dtype=jnp.int32)
+  np.testing.assert_array_equal(model(tokens, jnp.zeros((1, 8, C)), jnp.zeros((1, 8), jnp.int32))[0],
+                                base(tokens)[0])
+  np.testing.assert_array_equal(model.layers.motion.down.kernel[...], base.layers.text.down.kernel[...])
