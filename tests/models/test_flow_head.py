@@ -28,7 +28,7 @@ def test_flow_loss_is_masked_and_matches_definition_at_init():
   assert float(full) > 1000
 
 
-def _train_toy_head(steps=300):
+def _train_toy_head(steps=200):
   """2-D latents z ~ N(mu(h), 0.05^2) with mu = 2*h[:2]; condition h in R^4."""
   head = fh.FlowHead(2, 4, 64, 2, rngs=nnx.Rngs(0))
   opt = nnx.Optimizer(head, optax.adam(3e-3), wrt=nnx.Param)

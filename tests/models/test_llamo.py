@@ -47,6 +47,16 @@ def make_batch(b=2, seed=0):
       "exit_mask": jnp.asarray(modality, jnp.float32), "cond_mask": jnp.asarray(cond_mask)}
 
 
+@nnx.jit
+def loss_fn(model, batch, key):
+  return model.loss(batch, key)
+
+
+@nnx.jit
+def forward(model, tokens, latents, modality):
+  return model(tokens, latents, modality)
+
+
 def test_config_from_dict_round_trip_and_errors():
   d = CFG.to_dict()
   assert LLaMoConfig.from_dict(json.loads(json.dumps(d))) == CFG
@@ -62,8 +72,8 @@ def test_text_only_logits_equal_base_llama_and_special_tokens_use_their_table():
   nnx.update(model, nnx.state(base, nnx.Param))
   tokens = jax.random.randint(jax.random.key(2), (2, 10), 0, TINY.vocab_size, dtype=jnp.int32)
   zeros = jnp.zeros((2, 10), jnp.int32)
-  logits, h, _ = model(tokens, jnp.zeros((2, 10, C)), zeros)
-  np.testing.assert_array_equal(logits, base(tokens)[0])
+  logits, h, _ = forward(model, tokens, jnp.zeros((2, 10, C)), zeros)
+  np.testing.assert_array_equal(logits, nnx.jit(lambda m, x: m(x)[0])(base, tokens))
   assert h.shape == (2, 10, TINY.dim)
   emb = model.embed_inputs(jnp.array([[bom_id(CFG), eom_id(CFG), 5]]), jnp.ones((1, 3, C)),
                            jnp.array([[0, 0, 1]]))
@@ -74,21 +84,21 @@ def test_text_only_logits_equal_base_llama_and_special_tokens_use_their_table():
 def test_loss_terms_exit_bce_and_trainable_filter():
   model = LLaMo(CFG, rngs=nnx.Rngs(0))
   batch = make_batch()
-  loss, metrics = nnx.jit(lambda m, b, k: m.loss(b, k))(model, batch, jax.random.key(0))
+  loss, metrics = loss_fn(model, batch, jax.random.key(0))
   np.testing.assert_allclose(loss, metrics["flow_loss"] + CFG.lambda_text * metrics["text_loss"]
                              + CFG.lambda_exit * metrics["exit_loss"], rtol=1e-6)
   assert int(metrics["route_overflow"]) == 0
   # Exit head: exit bias -> BCE of a constant logit is log(1+e^-b) on the 1 label, etc.
   model.exit_head.bias[...] = jnp.array([2.0])
   model.exit_head.kernel[...] = jnp.zeros_like(model.exit_head.kernel[...])
-  _, m2 = model.loss(batch, jax.random.key(0))
+  _, m2 = loss_fn(model, batch, jax.random.key(0))
   expected = (np.log1p(np.exp(-2.0)) + 3 * np.log1p(np.exp(2.0))) / 4
   np.testing.assert_allclose(m2["exit_loss"], expected, rtol=1e-5)
 
   # Gradients of the joint stage reach only the selected params; the text expert stays frozen.
   trainable = trainable_filter("joint")
-  grads = nnx.grad(lambda m: m.loss(batch, jax.random.key(0))[0],
-                   argnums=nnx.DiffState(0, trainable))(model)
+  grads = nnx.jit(nnx.grad(lambda m, b: m.loss(b, jax.random.key(0))[0],
+                           argnums=nnx.DiffState(0, trainable)))(model, batch)
   names = {p[0] if p[0] != "layers" else "layers." + p[1] for p, _ in grads.flat_state()}
   assert names == {"layers.motion", "motion_in", "flow_head", "exit_head", "special_embed"}
   assert float(jnp.abs(grads["layers"]["motion"]["q"]["kernel"][...]).max()) > 0
