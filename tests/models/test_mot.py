@@ -173,3 +173,15 @@ def test_sharded_forward_equals_single_device():
     out = run(model, jax.device_put(tokens, sharding.batch_sharding(mesh)),
               jax.device_put(modality, sharding.batch_sharding(mesh)))
   np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
+def test_ffn_split_shares_attention_projections():
+  _, mot = base_and_mot("ffn")
+  tokens, modality = tokens_and_modality()
+  before = run(mot, tokens, modality)
+  for name in ("q", "k", "v", "o"):  # unused in the "ffn" split
+    kernel = getattr(mot.layers.motion, name).kernel
+    kernel[...] = kernel[...] + 1.0
+  np.testing.assert_array_equal(run(mot, tokens, modality), before)
+  mot.layers.motion.up.kernel[...] = mot.layers.motion.up.kernel[...] + 0.1
+  assert np.abs(run(mot, tokens, modality)[0, 3:8] - before[0, 3:8]).max() > 1e-4
