@@ -38,7 +38,7 @@ caption tokens given their own segment id (exactly as dropped in training).
 from __future__ import annotations
 
 import dataclasses
-from typing import Mapping
+from typing import Any, Mapping
 
 from flax import nnx
 import jax
@@ -50,7 +50,7 @@ from llamo_jax import pretrained
 from llamo_jax.models import flow_head as flow_lib
 from llamo_jax.models import mot as mot_lib
 from llamo_jax.models.attention import KVCache
-from llamo_jax.models.layers import Dense, Embed
+from llamo_jax.models.layers import Dense, make_param
 from llamo_jax.models.llama import LlamaConfig, init_cache
 from llamo_jax.models.mot import init_motion_from_text
 
@@ -100,6 +100,22 @@ def eom_id(cfg: LLaMoConfig) -> int:
   return cfg.llama.vocab_size + 1
 
 
+class SpecialEmbed(nnx.Module):
+  """The trainable [BOM]/[EOM] embeddings [2,D] (row 0 [BOM], row 1 [EOM]).
+
+  Its own small table (not rows of the frozen base table), with the 2-row
+  axis unsharded so any tensor-parallel mesh accepts it.
+  """
+
+  def __init__(self, dim: int, *, rngs: nnx.Rngs, dtype: Any, param_dtype: Any):
+    self.embedding = make_param(rngs, (2, dim), (None, "embed"), param_dtype)
+    self.dtype = dtype
+
+  def __call__(self, idx: jax.Array) -> jax.Array:
+    """idx [B,T] in {0,1} -> [B,T,D]."""
+    return jnp.take(self.embedding[...], idx, axis=0).astype(self.dtype)
+
+
 class LLaMo(mot_lib.MoT):
   """The unified motion-language model."""
 
@@ -109,7 +125,7 @@ class LLaMo(mot_lib.MoT):
                      motion_capacity=cfg.motion_capacity, rngs=rngs)
     self.config = cfg
     dt, pdt = lc.compute_dtype, lc.weight_dtype
-    self.special_embed = Embed(2, lc.dim, rngs=rngs, dtype=dt, param_dtype=pdt)
+    self.special_embed = SpecialEmbed(lc.dim, rngs=rngs, dtype=dt, param_dtype=pdt)
     self.motion_in = Dense("BTC,CD->BTD", (cfg.latent_dim, lc.dim), (None, "embed"),
                            rngs=rngs, dtype=dt, param_dtype=pdt)
     self.flow_head = flow_lib.FlowHead(cfg.latent_dim, lc.dim, cfg.flow_width, cfg.flow_depth,

@@ -157,3 +157,11 @@ def test_load_base_fills_text_path_and_copies_motion(tmp_path):
   np.testing.assert_array_equal(model(tokens, jnp.zeros((1, 8, C)), jnp.zeros((1, 8), jnp.int32))[0],
                                 base(tokens)[0])
   np.testing.assert_array_equal(model.layers.motion.down.kernel[...], base.layers.text.down.kernel[...])
+
+
+def test_creates_sharded_on_a_tensor_parallel_mesh():
+  from llamo_jax import sharding
+  mesh = sharding.make_mesh({"data": 4, "fsdp": 1, "tensor": 2})
+  model = sharding.create_sharded(lambda: LLaMo(CFG, rngs=nnx.Rngs(0)), mesh)
+  assert model.special_embed.embedding[...].shape == (2, TINY.dim)
+  assert len(model.layers.motion.q.kernel[...].sharding.device_set) == 8
