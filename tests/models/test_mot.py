@@ -185,3 +185,13 @@ def test_ffn_split_shares_attention_projections():
   np.testing.assert_array_equal(run(mot, tokens, modality), before)
   mot.layers.motion.up.kernel[...] = mot.layers.motion.up.kernel[...] + 0.1
   assert np.abs(run(mot, tokens, modality)[0, 3:8] - before[0, 3:8]).max() > 1e-4
+
+
+def test_loop_and_remat_agree_with_scan():
+  _, mot = base_and_mot()
+  perturb(mot.layers.motion)
+  tokens, modality = tokens_and_modality()
+  ref = run(mot, tokens, modality)
+  other = MoT(dataclasses.replace(TINY, scan_layers=False, remat_policy="full"), rngs=nnx.Rngs(1))
+  nnx.update(other, nnx.state(mot, nnx.Param))
+  np.testing.assert_allclose(run(other, tokens, modality), ref, atol=1e-5)
