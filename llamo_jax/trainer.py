@@ -5,6 +5,7 @@ machinery lives here; what differs between objectives lives in `llamo_jax.tasks`
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from typing import Any
@@ -36,6 +37,61 @@ class NonFiniteError(FloatingPointError):
   """A logged metric became NaN or inf."""
 
 
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One stage of a run: global steps [start, end), its optimizer config and task settings."""
+  index: int
+  name: str
+  start: int
+  end: int
+  optimizer: ml_collections.ConfigDict
+  settings: ml_collections.ConfigDict
+
+
+def stage_plan(config: ml_collections.ConfigDict) -> list[Stage]:
+  """The run's stages in order.
+
+  A staged config lists `stage_order` (names) and `stages.NAME` with `steps`, an optional
+  `optimizer` (fields overriding `config.optimizer`) and any task settings (e.g. the data
+  mix). Without `stage_order` the run is one stage "main" of `total_steps`.
+  """
+  if not config.get("stage_order", None):
+    return [Stage(0, "main", 0, int(config.total_steps), config.optimizer, ml_collections.ConfigDict())]
+  unknown = set(config.stages.keys()) - set(config.stage_order)
+  if unknown:
+    raise ValueError(f"config.stages has {sorted(unknown)} which config.stage_order={tuple(config.stage_order)} "
+                     "does not list; add them to stage_order or remove them.")
+  plan, start = [], 0
+  for i, name in enumerate(config.stage_order):
+    if name not in config.stages:
+      raise ValueError(f"config.stage_order names {name!r} but config.stages has no such entry.")
+    settings = config.stages[name]
+    steps = int(settings.get("steps", 0))
+    if steps <= 0:
+      raise ValueError(f"config.stages.{name}.steps must be positive, got {steps}.")
+    optimizer = config.optimizer.copy_and_resolve_references()
+    with optimizer.unlocked():
+      optimizer.update(settings.get("optimizer", ml_collections.ConfigDict()))
+    plan.append(Stage(i, name, start, start + steps, optimizer, settings))
+    start += steps
+  return plan
+
+
+def stage_at(plan: list[Stage], step: int, saved_stage: str | None = None) -> Stage:
+  """The stage whose state a checkpoint at `step` holds (its meta names it; else the step decides)."""
+  if saved_stage is not None:
+    for stage in plan:
+      if stage.name == saved_stage:
+        return stage
+    raise checkpoints.IncompatibleCheckpointError(
+        f"The checkpoint at step {step} is from stage {saved_stage!r}, which this config's stages "
+        f"{[s.name for s in plan]} do not have. Resume with the config that wrote it.")
+  for stage in plan:
+    if step <= stage.end:
+      return stage
+  return plan[-1]
+
+
 def check_config_against_workdir(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
   """Writes `config.json` on the first run; on resume, refuses a config that changed."""
   path = workdir / "config.json"
@@ -54,8 +110,12 @@ def check_config_against_workdir(config: ml_collections.ConfigDict, workdir: epa
 
 
 def make_train_step(task: tasks.Task, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: jax.Array):
-  """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller."""
+                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: jax.Array,
+                    stage_start: int = 0):
+  """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller.
+
+  The schedule runs on steps since `stage_start` (each stage has a fresh optimizer).
+  """
 
   def loss_and_grads(params, frozen, batch, rng):
     def loss_fn(p):
@@ -84,7 +144,7 @@ def make_train_step(task: tasks.Task, graphdef: nnx.GraphDef, tx: optax.Gradient
       loss, metrics, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, metrics, grads))
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(step))
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(step - stage_start))
     new_state = dict(state, step=step + 1, params=params, opt_state=opt_state)
     return new_state, metrics
 
@@ -104,19 +164,27 @@ def _check_finite(metrics: dict[str, float], step: int) -> None:
         "config.optimizer.lr, enable config.optimizer.grad_clip, or check the data for NaNs.")
 
 
-def init_train_state(config: ml_collections.ConfigDict, task: tasks.Task, mesh: jax.sharding.Mesh,
-                     rules: Any) -> tuple[nnx.GraphDef, dict[str, Any], optax.GradientTransformation,
-                                          optax.Schedule]:
-  """Fresh train state {step, params, opt_state, frozen}, every array created in its sharding.
-
-  The model is built by eval_shape -> shardings -> jit(init, out_shardings); the
-  optimizer state gets its parameters' shardings. Only `task.trainable` params
-  have optimizer state.
-  """
+def build_model(config: ml_collections.ConfigDict, task: tasks.Task, mesh: jax.sharding.Mesh,
+                rules: Any) -> nnx.Module:
+  """The task's model created in its shardings (eval_shape -> shardings -> jit), pretrained parts loaded."""
   model = sharding.create_sharded(lambda: task.make_model(nnx.Rngs(config.seed)), mesh, rules)
   task.load_pretrained(model)
+  return model
+
+
+def stage_state(task: tasks.Task, model: nnx.Module, stage: Stage, mesh: jax.sharding.Mesh, step: int
+                ) -> tuple[nnx.GraphDef, dict[str, Any], optax.GradientTransformation, optax.Schedule]:
+  """Train state {step, params, opt_state, frozen} of `model` for `stage` (the task is set to it).
+
+  Only `task.trainable` params get optimizer state, created in their shardings; the
+  rest is carried frozen. Called at the start of every stage with the previous
+  stage's weights, so each stage starts with a fresh optimizer over its own partition.
+  """
+  task.set_stage(stage)
   graphdef, params, frozen = nnx.split(model, task.trainable, ...)
-  tx, schedule = optimizer_lib.make_optimizer(config.optimizer, int(config.total_steps), params)
+  if not jax.tree.leaves(params):
+    raise ValueError(f"Stage {stage.name!r} selects no trainable parameters; check the task's stage filters.")
+  tx, schedule = optimizer_lib.make_optimizer(stage.optimizer, stage.end - stage.start, params)
   param_shardings = jax.tree.map(lambda x: x.sharding, params)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
   opt_shardings = optax.tree_map_params(
@@ -124,9 +192,19 @@ def init_train_state(config: ml_collections.ConfigDict, task: tasks.Task, mesh: 
       transform_non_params=lambda _: replicated,
       is_leaf=lambda x: isinstance(x, nnx.Variable))
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
-  state = {"step": jax.device_put(jnp.zeros((), jnp.int32), replicated),
+  state = {"step": jax.device_put(jnp.asarray(step, jnp.int32), replicated),
            "params": params, "opt_state": opt_state, "frozen": frozen}
   return graphdef, state, tx, schedule
+
+
+def init_train_state(config: ml_collections.ConfigDict, task: tasks.Task, mesh: jax.sharding.Mesh,
+                     rules: Any, stage: Stage | None = None
+                     ) -> tuple[nnx.GraphDef, dict[str, Any], optax.GradientTransformation,
+                                optax.Schedule]:
+  """Fresh train state of `stage` (default: the first), every array created in its sharding."""
+  stage = stage_plan(config)[0] if stage is None else stage
+  task.set_stage(stage)
+  return stage_state(task, build_model(config, task, mesh, rules), stage, mesh, stage.start)
 
 
 def abstract_of(tree: Any) -> Any:
@@ -148,8 +226,9 @@ def restore_for_eval(config: ml_collections.ConfigDict, workdir: str | epath.Pat
   rules = sharding.rules_from_config(config.get("logical_axis_rules", None))
   task = tasks.get_task(config, workdir, mesh)
   task.prepare()
+  stage = stage_at(stage_plan(config), step, ckpt.restore_meta(step).get("stage"))
   with sharding.mesh_context(mesh, rules):
-    graphdef, state, _, _ = init_train_state(config, task, mesh, rules)
+    graphdef, state, _, _ = init_train_state(config, task, mesh, rules, stage)
     state, _ = ckpt.restore(step, abstract_of(state), None)
   ckpt.close()
   return task, nnx.merge(graphdef, state["params"], state["frozen"]), step
@@ -170,94 +249,118 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   task.prepare()
   writer = metric_writers.create_default_writer(
       str(workdir / "tensorboard"), just_logging=jax.process_index() > 0, asynchronous=True)
-  total_steps = int(config.total_steps)
   logging.info("mesh %s, %d processes, %d devices", dict(mesh.shape), jax.process_count(),
                jax.device_count())
   # Steps are traced under the mesh and logical rules, so activation sharding hints apply.
   with sharding.mesh_context(mesh, rules):
-    return _run(config, workdir, mesh, rules, task, writer, total_steps)
+    return _run(config, workdir, mesh, rules, task, writer)
 
 
-def _run(config, workdir, mesh, rules, task, writer, total_steps) -> dict[str, float]:
-  """Data, sharded state, resume, compiled step and the loop (see train_and_evaluate)."""
-
-  # ------------------------------------------------------------------ data
-  train_iter = task.make_loader("train", seed=config.seed, process_index=jax.process_index(),
-                                process_count=jax.process_count())
-
-  # ------------------------------------------------------------------ model and optimizer
-  graphdef, state, tx, schedule = init_train_state(config, task, mesh, rules)
-  params, frozen = state["params"], state["frozen"]
-  state_shardings = jax.tree.map(lambda x: x.sharding, state)
-  if jax.process_index() == 0:
-    parameter_overview.log_parameter_overview(nnx.to_pure_dict(params), msg="trainable parameters")
-  n_trainable = sum(x.size for x in jax.tree.leaves(params))
-  n_frozen = sum(x.size for x in jax.tree.leaves(frozen))
-  logging.info("parameters: %d trainable, %d frozen", n_trainable, n_frozen)
-
-  # ------------------------------------------------------------------ resume
+def _run(config, workdir, mesh, rules, task, writer) -> dict[str, float]:
+  """Stages, resume, compiled steps and the loop (see train_and_evaluate)."""
+  plan = stage_plan(config)
+  total_steps = plan[-1].end
   ckpt = checkpoints.Checkpointer(
       workdir / "checkpoints", max_to_keep=config.get("max_checkpoints", 3),
       save_interval_steps=config.checkpoint_every, async_save=config.get("async_checkpoints", True))
-  start_step = 0
-  if ckpt.latest_step is not None:
-    state, meta = ckpt.restore(ckpt.latest_step, abstract_of(state), train_iter)
-    start_step = int(jax.device_get(state["step"]))
-    logging.info("resumed from step %d (%s)", start_step, meta)
+  resume_step = ckpt.latest_step
+  first_stage = plan[0]
+  if resume_step is not None:
+    first_stage = stage_at(plan, resume_step, ckpt.restore_meta(resume_step).get("stage"))
   else:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))})
-
-  # ------------------------------------------------------------------ train step
-  first = next(train_iter)
-  dev_first = task.device_batch(first)
-  batch_sharding = sharding.batch_sharding(mesh)
-  accum = int(config.get("grad_accum_steps", 1))
-  step_fn = jax.jit(
-      make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed)),
-      in_shardings=(state_shardings, batch_sharding),
-      out_shardings=(state_shardings, None),
-      donate_argnums=(0,))
-  unit, per_batch = task.units_per_batch(dev_first)
-  per_batch *= jax.process_count()
-
-  # ------------------------------------------------------------------ loop
   hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                            every_steps=config.log_every)]
   preemption = checkpoints.PreemptionWatcher()
-  stop_after = config.get("stop_after_steps", None)  # for tests: simulate a kill
-  history: list[dict[str, jax.Array]] = []
-  last_metrics: dict[str, float] = {}
-  step, batch, t_log = start_step, first, time.time()
+  model, last_metrics = None, {}
   try:
-    while step < total_steps:
-      with jax.profiler.StepTraceAnnotation("train", step_num=step):
-        state, metrics = step_fn(state, task.global_batch(batch))
-      history.append(metrics)
-      step += 1
-      for hook in hooks:
-        hook(step)
-      if step % config.log_every == 0 or step == total_steps:
-        last_metrics = _mean_metrics(history)
-        _check_finite(last_metrics, step)
-        dt = time.time() - t_log
-        last_metrics[f"{unit}_per_sec"] = per_batch * len(history) / max(dt, 1e-9)
-        writer.write_scalars(step, {f"train/{k}": v for k, v in last_metrics.items()})
-        history, t_log = [], time.time()
-      if config.get("eval_every", 0) and (step % config.eval_every == 0 or step == total_steps):
-        eval_metrics = task.evaluate(nnx.merge(graphdef, state["params"], state["frozen"]), step, writer)
-        if eval_metrics:
-          writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
-      # The SIGTERM check is collective across hosts: on multi-host runs do it at log steps only.
-      check = jax.process_count() == 1 or step % config.log_every == 0
-      stop = (check and preemption.should_stop()) or (stop_after is not None and step >= stop_after)
-      ckpt.save(step, state, train_iter, {"step": step}, force=stop or step == total_steps)
-      if stop:
-        logging.warning("stopping at step %d (preemption or stop_after_steps); checkpoint saved", step)
+    for stage in plan[first_stage.index:]:
+      # ---------------------------------------------------------------- state of this stage
+      if model is None:
+        model = build_model(config, task, mesh, rules)
+        log_overview = True
+      else:
+        log_overview = False
+      graphdef, state, tx, schedule = stage_state(task, model, stage, mesh, stage.start)
+      del model  # its arrays now live in `state` (and get donated to the step)
+      if log_overview and jax.process_index() == 0:
+        parameter_overview.log_parameter_overview(nnx.to_pure_dict(state["params"]),
+                                                  msg=f"trainable parameters ({stage.name})")
+      logging.info("stage %s: steps [%d, %d), %d trainable / %d frozen parameters", stage.name,
+                   stage.start, stage.end, sum(x.size for x in jax.tree.leaves(state["params"])),
+                   sum(x.size for x in jax.tree.leaves(state["frozen"])))
+      # Each stage reads its own data stream (its task mix), seeded by the stage index.
+      train_iter = task.make_loader("train", seed=config.seed + stage.index,
+                                    process_index=jax.process_index(), process_count=jax.process_count())
+      if resume_step is not None and stage is first_stage:
+        state, meta = ckpt.restore(resume_step, abstract_of(state), train_iter)
+        logging.info("resumed from step %d (%s)", resume_step, meta)
+      stopped, last_metrics = _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
+                                           ckpt, writer, hooks, preemption, mesh, last_metrics)
+      if stopped is None:
         break
-      if step < total_steps:
-        batch = next(train_iter)
+      model = stopped
   finally:
     ckpt.close()
     writer.flush()
     preemption.restore_handler()
   return last_metrics
+
+
+def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter, ckpt, writer, hooks,
+                 preemption, mesh, last_metrics):
+  """Runs `stage` from the state's step to its end.
+
+  Returns (the model after the stage, or None if the run stopped early; last metrics).
+  """
+  step = int(jax.device_get(state["step"]))
+  if step >= stage.end:
+    return nnx.merge(graphdef, state["params"], state["frozen"]), last_metrics
+
+  # ------------------------------------------------------------------ train step
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  batch = next(train_iter)
+  accum = int(config.get("grad_accum_steps", 1))
+  step_fn = jax.jit(
+      make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed), stage.start),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+      out_shardings=(state_shardings, None),
+      donate_argnums=(0,))
+  unit, per_batch = task.units_per_batch(task.device_batch(batch))
+  per_batch *= jax.process_count()
+
+  # ------------------------------------------------------------------ loop
+  stop_after = config.get("stop_after_steps", None)  # for tests: simulate a kill
+  history: list[dict[str, jax.Array]] = []
+  t_log = time.time()
+  while step < stage.end:
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      state, metrics = step_fn(state, task.global_batch(batch))
+    history.append(metrics)
+    step += 1
+    for hook in hooks:
+      hook(step)
+    if step % config.log_every == 0 or step == stage.end:
+      last_metrics = _mean_metrics(history)
+      _check_finite(last_metrics, step)
+      dt = time.time() - t_log
+      last_metrics[f"{unit}_per_sec"] = per_batch * len(history) / max(dt, 1e-9)
+      scalars = {f"train/{k}": v for k, v in last_metrics.items()}
+      scalars["train/stage"] = float(stage.index)
+      writer.write_scalars(step, scalars)
+      history, t_log = [], time.time()
+    if config.get("eval_every", 0) and (step % config.eval_every == 0 or step == stage.end):
+      eval_metrics = task.evaluate(nnx.merge(graphdef, state["params"], state["frozen"]), step, writer)
+      if eval_metrics:
+        writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+    # The SIGTERM check is collective across hosts: on multi-host runs do it at log steps only.
+    check = jax.process_count() == 1 or step % config.log_every == 0
+    stop = (check and preemption.should_stop()) or (stop_after is not None and step >= stop_after)
+    ckpt.save(step, state, train_iter, {"step": step, "stage": stage.name},
+              force=stop or step == stage.end)
+    if stop:
+      logging.warning("stopping at step %d (preemption or stop_after_steps); checkpoint saved", step)
+      return None, last_metrics
+    if step < stage.end:
+      batch = next(train_iter)
+  return nnx.merge(graphdef, state["params"], state["frozen"]), last_metrics

@@ -25,6 +25,12 @@ class Task(abc.ABC):
     self.config = config
     self.workdir = workdir
     self.mesh = mesh
+    self.stage = None
+
+  def set_stage(self, stage: Any) -> None:
+    """Called before each stage of a run (a `trainer.Stage`: name, steps, settings); a
+    staged task reads its trainable filter and data mix from it."""
+    self.stage = stage
 
   def prepare(self) -> None:
     """One-off work before the run (e.g. build a corpus or tokenizer if absent)."""
