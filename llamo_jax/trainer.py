@@ -234,15 +234,57 @@ def restore_for_eval(config: ml_collections.ConfigDict, workdir: str | epath.Pat
   return task, nnx.merge(graphdef, state["params"], state["frozen"]), step
 
 
+def _resolve_workdir(config: ml_collections.ConfigDict, workdir: epath.Path) -> ml_collections.ConfigDict:
+  """A copy of `config` with "{workdir}" in every string value replaced by `workdir`."""
+  def resolve(value):
+    if isinstance(value, str):
+      return value.replace("{workdir}", str(workdir))
+    if isinstance(value, dict):
+      return {k: resolve(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+      return type(value)(resolve(v) for v in value)
+    return value
+  return ml_collections.ConfigDict(resolve(config.to_dict()))
+
+
+def run_pipeline(config: ml_collections.ConfigDict, workdir: epath.Path) -> dict[str, float]:
+  """Runs `config.pipeline.NAME` for NAME in `config.pipeline_order`, each in WORKDIR/NAME.
+
+  Each part is an ordinary (resumable) run; a finished part is skipped on a rerun
+  because its checkpoint is already at its last step.
+  """
+  metrics = {}
+  for name in config.pipeline_order:
+    if name not in config.pipeline:
+      raise ValueError(f"config.pipeline_order names {name!r} but config.pipeline has no such entry.")
+    logging.info("pipeline part %s -> %s", name, workdir / name)
+    part = train_and_evaluate(_resolve_workdir(config.pipeline[name], workdir), workdir / name)
+    metrics.update({f"{name}/{k}": v for k, v in part.items()})
+  if jax.process_index() == 0:
+    lines = [f"Done. Outputs under {workdir}:"]
+    for name in config.pipeline_order:
+      lines.append(f"  {name}: checkpoints {workdir / name / 'checkpoints'}, "
+                   f"TensorBoard {workdir / name / 'tensorboard'}")
+      samples = sorted((workdir / name / "samples").glob("step_*"), key=lambda p: int(p.name[5:]))
+      if samples:
+        lines.append(f"  {name} samples (motion .npy/.gif, captions.json): {samples[-1]}")
+    lines.append(f"  tensorboard --logdir {workdir}")
+    print("\n".join(lines), flush=True)
+  return metrics
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> dict[str, float]:
   """Trains `config.task` in `workdir`, resuming from its latest checkpoint if any.
 
+  A config with `pipeline_order` runs its parts in sequence (`run_pipeline`).
   Returns the last logged training metrics (averaged over the last log interval).
   """
   # ------------------------------------------------------------------ setup
   workdir = epath.Path(workdir).resolve()  # orbax needs absolute paths
   workdir.mkdir(parents=True, exist_ok=True)
   check_config_against_workdir(config, workdir)
+  if config.get("pipeline_order", None):
+    return run_pipeline(config, workdir)
   mesh = sharding.make_mesh(config.mesh.to_dict())
   rules = sharding.rules_from_config(config.get("logical_axis_rules", None))
   task = tasks.get_task(config, workdir, mesh)

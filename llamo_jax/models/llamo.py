@@ -41,6 +41,7 @@ import dataclasses
 from typing import Any, Mapping
 
 from flax import nnx
+from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import optax
@@ -209,7 +210,11 @@ def load_base(model: LLaMo, pretrained_dir: str) -> None:
   expert, embeddings, final norm and LM head, then copies text -> motion expert."""
   _, base, _ = pretrained.load_pretrained(pretrained_dir, config=model.cfg)
   base_state = nnx.state(base, nnx.Param)
-  nnx.update(model, base_state)
+  current = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict())
+  # Keep each param in the model's sharding (the pretrained dir loads onto one device).
+  placed = {k: jax.device_put(v, current[k].sharding)
+            for k, v in traverse_util.flatten_dict(base_state.to_pure_dict()).items()}
+  nnx.update(model, traverse_util.unflatten_dict(placed))
   init_motion_from_text(model)
 
 

@@ -13,6 +13,7 @@ from llamo_jax.tasks.base import Task
 TASKS = {
     "lm": "llamo_jax.tasks.lm:LanguageModelTask",
     "motion_vae": "llamo_jax.tasks.motion_vae:MotionVAETask",
+    "llamo": "llamo_jax.tasks.llamo:LLaMoTask",
 }
 
 

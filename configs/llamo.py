@@ -1,0 +1,113 @@
+"""LLaMo's staged pretraining recipe (DESIGN.md section 2) on a pretrained LLM and a trained VAE.
+
+  python -m llamo_jax.train --config=configs/llamo.py:PRESET,pretrained=DIR,vae_workdir=DIR --workdir=DIR
+
+PRESET: demo (tiny, CPU minutes; used by configs/demo.py) | smollm2 (SmolLM2-135M-Instruct) |
+1b | 3b | 8b (Llama 3.2 1B / 3B, Llama 3.1 8B: the paper's hyperparameters).
+Keys: pretrained (dir from `python -m llamo_jax.import_llm`), lm_workdir (an LM run exported
+to `pretrained` on first use), vae_workdir (a motion VAE run; its latents are encoded on first
+use), mesh (cpu | gpu8 | tpu: mesh and sharding preset; default per PRESET).
+Stages: align (adapter + flow head, T2M:M2T 1:1) -> joint (motion expert and heads,
+per-module lr, T2M:M2T 4:1) -> anneal (heads only, T2M only, static clips dropped).
+"""
+import ml_collections
+
+_LLAMA_PRESETS = {"demo": "tiny", "smollm2": "smollm2_135m", "1b": "llama3_2_1b", "3b": "llama3_2_3b",
+                  "8b": "llama3_1_8b"}
+
+PROMPTS = ("a person walks forward.", "a person jumps up and down.", "a person waves the right hand.",
+           "a person turns around to the left.", "a person jogs backward.")
+
+
+def _mesh(name):
+  """Mesh shape + logical rules presets (axes data/fsdp/tensor; -1 fills the devices)."""
+  if name == "cpu":
+    return {"data": -1, "fsdp": 1, "tensor": 1}
+  if name == "gpu8":  # one 8-GPU host: FSDP over NVLink
+    return {"data": 1, "fsdp": -1, "tensor": 1}
+  if name == "tpu":   # a pod slice: FSDP within the slice, data parallel across (replica)
+    return {"replica": 1, "data": 1, "fsdp": -1, "tensor": 1}
+  raise ValueError(f"mesh={name!r}: choose cpu, gpu8 or tpu.")
+
+
+def get_config(arg=None):
+  preset, *pairs = (arg or "demo").split(",")
+  if preset not in _LLAMA_PRESETS:
+    raise ValueError(f"Unknown llamo preset {preset!r}; choose one of {sorted(_LLAMA_PRESETS)}.")
+  extra = dict(p.split("=", 1) for p in pairs)
+  demo = preset == "demo"
+  paper = preset in ("1b", "3b", "8b")
+
+  config = ml_collections.ConfigDict()
+  config.task = "llamo"
+  config.seed = 0
+  config.base = ml_collections.ConfigDict(dict(
+      pretrained=extra.pop("pretrained", f"workdirs/{_LLAMA_PRESETS[preset]}"),
+      lm_workdir=extra.pop("lm_workdir", "")))
+  config.vae = ml_collections.ConfigDict(dict(workdir=extra.pop("vae_workdir", "workdirs/vae_tiny")))
+
+  config.model = ml_collections.ConfigDict(dict(
+      latent_dim=0,                                   # 0: the VAE's
+      split="all", text_capacity=None, motion_capacity=None,
+      flow_width=128 if demo else 1024, flow_depth=2 if demo else 3, k_t=4,
+      sigma_tf=0.1, lambda_text=1.0, lambda_exit=0.1, cfg_dropout=0.1))
+  # Run-time overrides of the pretrained LlamaConfig (not its architecture).
+  config.model.llama = ml_collections.ConfigDict(dict(
+      dtype="float32" if demo else "bfloat16", scan_layers=True,
+      remat_policy="none" if demo else "dots_with_no_batch_dims_saveable"))
+  # MoT buffers: per-sequence caps on text / motion tokens (the packer respects them).
+  seq_len = 128 if demo else 512
+  config.model.text_capacity = seq_len // 2 if demo else 256
+  config.model.motion_capacity = seq_len - config.model.text_capacity
+
+  config.data = ml_collections.ConfigDict(dict(
+      latents="",                   # default: VAE_WORKDIR/latents/<records name>_latents
+      seq_len=seq_len, batch_size=16 if demo else 128, max_motion_tokens=50, static_speed=0.05,
+      worker_count=0))
+
+  # ---------------------------------------------------------------- stages (DESIGN.md section 2)
+  config.optimizer = ml_collections.ConfigDict(dict(
+      name="adamw", lr=1e-4, warmup_steps=20 if demo else 2000, end_lr_frac=0.1, b1=0.9, b2=0.95,
+      eps=1e-8, weight_decay=0.01 if not demo else 0.0, grad_clip=1.0))
+  steps = {"align": 300, "joint": 600, "anneal": 150} if demo else (
+      {"align": 100_000, "joint": 200_000, "anneal": 50_000} if paper else
+      {"align": 2000, "joint": 4000, "anneal": 1000})
+  config.stage_order = ("align", "joint", "anneal")
+  config.stages = ml_collections.ConfigDict()
+  config.stages.align = ml_collections.ConfigDict(dict(
+      steps=steps["align"], mix={"t2m": 0.5, "m2t": 0.5},
+      optimizer=dict(lr=3e-3 if demo else 1e-4)))
+  config.stages.joint = ml_collections.ConfigDict(dict(
+      steps=steps["joint"], mix={"t2m": 0.8, "m2t": 0.2},
+      # Per-module lr: the motion expert (initialised from the text expert) moves slower.
+      optimizer=dict(lr=2e-3 if demo else 1e-4, lr_multipliers=((r"layers\.motion\.", 0.1 if demo else 0.5),))))
+  config.stages.anneal = ml_collections.ConfigDict(dict(
+      steps=steps["anneal"], mix={"t2m": 1.0}, drop_static=True,
+      optimizer=dict(lr=1e-3 if demo else 1e-4, warmup_steps=0, end_lr_frac=1e-2 if demo else 0.1)))
+
+  config.mesh = _mesh(extra.pop("mesh", "cpu" if demo else ("tpu" if paper else "cpu")))
+  config.mesh = ml_collections.ConfigDict(config.mesh)
+  config.logical_axis_rules = ml_collections.FieldReference(None, field_type=list)
+  config.grad_accum_steps = 1
+
+  config.sampling = ml_collections.ConfigDict(dict(
+      prompts=PROMPTS, num_captions=6, max_latents=40, flow_steps=25 if demo else 50, method="euler",
+      cfg_scale=2.5, temperature=1.0, exit_threshold=0.5, max_caption_tokens=40))
+  config.log_every = 25 if demo else 100
+  config.eval_every = 1050 if demo else 10_000
+  config.eval_batches = 2 if demo else 20
+  config.checkpoint_every = 150 if demo else 5000
+  config.max_checkpoints = 2
+  config.async_checkpoints = True
+  config.stop_after_steps = ml_collections.FieldReference(None, field_type=int)
+  if extra:
+    raise ValueError(f"Unknown config arg keys {sorted(extra)}; accepted: pretrained, lm_workdir, "
+                     "vae_workdir, mesh.")
+  return config
+
+
+def sweep(add):
+  """The flow head's CFG dropout and teacher-forcing noise (the paper's two sampling knobs)."""
+  for cfg_dropout in (0.05, 0.1, 0.2):
+    for sigma_tf in (0.0, 0.1):
+      add(**{"config.model.cfg_dropout": cfg_dropout, "config.model.sigma_tf": sigma_tf})

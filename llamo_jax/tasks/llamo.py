@@ -1,0 +1,229 @@
+"""LLaMo's staged training from a pretrained LLM and a trained motion VAE (DESIGN.md section 2).
+
+Config keys (see configs/llamo.py):
+  base.pretrained    pretrained LLM dir (`python -m llamo_jax.import_llm`); if absent and
+                     base.lm_workdir is set, that LM run's latest checkpoint is exported there
+  vae.workdir        a trained motion VAE run (its config.json and latest checkpoint)
+  model              LLaMoConfig fields (latent_dim 0 = the VAE's) and `llama` run-time
+                     overrides of the pretrained config (dtype, scan_layers, remat_policy, ...)
+  data               latents (latent records; default VAE_WORKDIR/latents/NAME, encoded on first
+                     use), seq_len, batch_size (global), max_motion_tokens, static_speed
+  stage_order, stages.NAME {steps, trainable (default NAME: align|joint|anneal), mix
+                     {t2m, m2t, text weights}, drop_static, optimizer overrides}
+  sampling           prompts, num_captions, max_latents, flow_steps, method, cfg_scale,
+                     temperature, exit_threshold, max_caption_tokens
+  eval_batches       held-out batches per task for the eval losses
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from etils import epath
+from flax import nnx
+from jax.experimental import multihost_utils
+
+from llamo_jax import pretrained
+from llamo_jax.data import records
+from llamo_jax.data import sequences
+from llamo_jax.data.tokenizer import Tokenizer
+from llamo_jax.models import llamo as llamo_lib
+from llamo_jax.tasks import base
+
+EVAL_KINDS = ("t2m", "m2t", "text")
+
+
+def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
+  """The config a training workdir was run with (its config.json)."""
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.exists():
+    raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir. Train it first "
+                            "(python -m llamo_jax.train --config=... --workdir=...).")
+  return ml_collections.ConfigDict(json.loads(path.read_text()))
+
+
+def export_lm_workdir(lm_workdir: str, out_dir: str) -> None:
+  """Writes the latest checkpoint of an LM run (task "lm") as a pretrained dir."""
+  from llamo_jax import trainer  # pylint: disable=g-import-not-at-top  (trainer imports tasks)
+  lm_config = load_run_config(lm_workdir)
+  if lm_config.task != "lm":
+    raise ValueError(f"base.lm_workdir={lm_workdir} is a {lm_config.task!r} run, not a language model ('lm').")
+  task, model, step = trainer.restore_for_eval(lm_config, lm_workdir)
+  pretrained.save_pretrained(out_dir, task.model_config, model, task.tokenizer,
+                             source=f"{lm_workdir} step {step}")
+  logging.info("exported LM %s (step %d) to %s", lm_workdir, step, out_dir)
+
+
+class LLaMoTask(base.Task):
+  """MoT LLaMo on text-to-motion, motion-to-text and text-only sequences, in stages."""
+
+  # ------------------------------------------------------------------ setup
+
+  def prepare(self) -> None:
+    from llamo_jax import encode_motion  # pylint: disable=g-import-not-at-top
+    from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
+    cfg = self.config
+    pretrained_dir = cfg.base.pretrained
+    if not pretrained_dir:
+      raise ValueError("config.base.pretrained is empty: point it at a pretrained dir "
+                       "(python -m llamo_jax.import_llm) or set base.lm_workdir to export one there.")
+    missing = not pretrained.is_pretrained_dir(pretrained_dir)
+    multihost_utils.sync_global_devices("llamo_base_check")
+    if missing:
+      if not cfg.base.get("lm_workdir", ""):
+        raise FileNotFoundError(f"config.base.pretrained={pretrained_dir} is not a pretrained dir; create it "
+                                "with `python -m llamo_jax.import_llm` or set config.base.lm_workdir.")
+      export_lm_workdir(cfg.base.lm_workdir, pretrained_dir)
+
+    # The motion VAE: restored for encoding latents and decoding samples.
+    self.vae_config = load_run_config(cfg.vae.workdir)
+    self.vae_task, self.vae, vae_step = trainer.restore_for_eval(self.vae_config, cfg.vae.workdir)
+    logging.info("motion VAE %s at step %d", cfg.vae.workdir, vae_step)
+    self.representation = self.vae_task.representation
+    latents_dir = pathlib.Path(self.latents_path)
+    if jax.process_index() == 0 and not (latents_dir / records.META_FILE).exists():
+      data_path = pathlib.Path(self.vae_config.data.path)
+      encode_motion.encode_dataset(self.vae_task, self.vae, data_path, latents_dir.parent, latents_dir.name)
+      logging.info("encoded %s into latent records %s", data_path, latents_dir)
+    multihost_utils.sync_global_devices("llamo_latents")
+    latents = records.open_dataset(latents_dir)
+    self.latent_mean, self.latent_std = latents.mean, latents.std
+
+    base_config = pretrained.read_config(pretrained_dir)
+    llama = dict(base_config.to_dict(), **cfg.model.get("llama", ml_collections.ConfigDict()).to_dict())
+    model = {k: v for k, v in cfg.model.to_dict().items() if k != "llama"}
+    if not model.get("latent_dim"):
+      model["latent_dim"] = self.vae.cfg.latent_dim
+    if model["latent_dim"] != latents.dim:
+      raise ValueError(f"config.model.latent_dim={model['latent_dim']} but the latents at {latents_dir} are "
+                       f"{latents.dim}-dim; set it to 0 to use the VAE's.")
+    self.model_config = llamo_lib.LLaMoConfig.from_dict(dict(model, llama=llama))
+    self.tokenizer = Tokenizer.load(pathlib.Path(pretrained_dir) / pretrained.TOKENIZER_DIR)
+    self.bom, self.eom = llamo_lib.bom_id(self.model_config), llamo_lib.eom_id(self.model_config)
+
+  @property
+  def latents_path(self) -> str:
+    if self.config.data.get("latents", ""):
+      return self.config.data.latents
+    name = pathlib.Path(load_run_config(self.config.vae.workdir).data.path).name
+    return str(pathlib.Path(self.config.vae.workdir) / "latents" / f"{name}_latents")
+
+  def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
+    return llamo_lib.LLaMo(self.model_config, rngs=rngs)
+
+  def load_pretrained(self, model: nnx.Module) -> None:
+    llamo_lib.load_base(model, self.config.base.pretrained)
+
+  @property
+  def trainable(self) -> Any:
+    if self.stage is None:
+      raise ValueError("The LLaMo task trains in stages: set config.stage_order and config.stages.")
+    return llamo_lib.trainable_filter(self.stage.settings.get("trainable", self.stage.name))
+
+  # ------------------------------------------------------------------ training
+
+  def loss(self, model, batch, rng):
+    return model.loss(batch, rng)
+
+  def make_loader(self, split: str, *, seed: int, process_index: int, process_count: int,
+                  mix: dict[str, float] | None = None, num_epochs: int | None = None) -> Iterator:
+    settings = self.stage.settings if self.stage is not None else ml_collections.ConfigDict()
+    if mix is None:
+      mix = settings.get("mix", ml_collections.ConfigDict()).to_dict()
+    return sequences.make_llamo_loader(
+        self._data_config(), split, self.tokenizer, self.bom, self.eom, mix=mix, seed=seed,
+        process_index=process_index, process_count=process_count, num_epochs=num_epochs,
+        drop_static=bool(settings.get("drop_static", False)))
+
+  def _data_config(self) -> ml_collections.ConfigDict:
+    """The config the sequence loader reads, with data.latents resolved."""
+    config = self.config.copy_and_resolve_references()
+    with config.unlocked():
+      config.data.latents = self.latents_path
+    return config
+
+  def units_per_batch(self, batch):
+    return "tokens", float((batch["segment_ids"] > 0).sum())
+
+  # ------------------------------------------------------------------ evaluation
+
+  def evaluate(self, model, step, writer):
+    """Held-out loss terms per task, then T2M samples and captions (see `write_samples`)."""
+    metrics = {}
+    eval_loss = nnx.jit(lambda m, b: m.loss(b, jax.random.key(0))[1])
+    for kind in EVAL_KINDS:
+      if not self.config.get("eval_batches", 0):
+        break
+      loader = self.make_loader("val", seed=0, process_index=jax.process_index(),
+                                process_count=jax.process_count(), mix={kind: 1.0})
+      values = []
+      for _ in range(self.config.eval_batches):
+        batch = self.global_batch(next(loader))
+        batch.pop("cond_mask", None)  # no caption dropout in evaluation
+        values.append(jax.device_get(eval_loss(model, batch)))
+      keys = {"t2m": ("flow_loss", "exit_loss"), "m2t": ("text_loss",), "text": ("text_loss",)}[kind]
+      metrics.update({f"{kind}_{k}": float(np.mean([v[k] for v in values])) for k in keys})
+    if self.config.get("sampling", None) and jax.process_index() == 0:
+      metrics.update(self.write_samples(model, step, writer))
+    return metrics
+
+  def write_samples(self, model, step: int, writer: Any) -> dict[str, float]:
+    """T2M for config.sampling.prompts and captions of the first held-out motions.
+
+    Writes WORKDIR/samples/step_N/: t2m_I.npy (joints [T,22,3]), t2m_I.gif, captions.json;
+    logs filmstrips and captions to TensorBoard.
+    """
+    from llamo_jax import generation  # pylint: disable=g-import-not-at-top
+    from llamo_jax.motion import render  # pylint: disable=g-import-not-at-top  (matplotlib)
+    s = self.config.sampling
+    out = epath.Path(self.workdir) / "samples" / f"step_{step}"
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = {}
+    # Text to motion.
+    prompts = list(s.prompts)
+    if prompts:
+      tokens = [sequences.t2m_prompt(self.tokenizer, p, self.bom) for p in prompts]
+      latents, lengths = generation.generate_motion(
+          model, tokens, jax.random.key(step), max_latents=s.max_latents, cfg_scale=s.cfg_scale,
+          flow_steps=s.flow_steps, method=s.method, temperature=s.temperature,
+          exit_threshold=s.exit_threshold)
+      feats = generation.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
+                                        self.latent_mean, self.latent_std)
+      images = {}
+      for i, (prompt, f) in enumerate(zip(prompts, feats)):
+        joints = self.representation.to_joints(f * self.vae_task.std + self.vae_task.mean)
+        np.save(out / f"t2m_{i}.npy", joints)
+        render.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps, caption=prompt)
+        images[f"t2m/{i}"] = render.render_frames_image(joints, prompt)[None]
+      writer.write_images(step, images)
+      metrics["t2m_mean_latents"] = float(np.mean(lengths))
+    # Motion to text.
+    n = int(s.get("num_captions", 0))
+    if n:
+      captions = self.caption_heldout(model, n, max_new_tokens=int(s.max_caption_tokens))
+      (out / "captions.json").write_text(json.dumps(captions, indent=1))
+      writer.write_texts(step, {f"m2t/{i}": f"**{c['generated']}** (reference: {c['references'][0]})"
+                                for i, c in enumerate(captions)})
+    logging.info("wrote samples to %s", out)
+    return metrics
+
+  def caption_heldout(self, model, n: int, *, max_new_tokens: int = 40) -> list[dict[str, Any]]:
+    """Greedy captions of the first `n` clips of the latent val split, with their references."""
+    from llamo_jax import generation  # pylint: disable=g-import-not-at-top
+    source = records.open_dataset(self.latents_path).data_source("val")
+    recs = [records.decode(source[i]) for i in range(min(n, len(source)))]
+    k_max = max(r["length"] for r in recs)
+    latents = np.zeros((len(recs), k_max, self.model_config.latent_dim), np.float32)
+    for i, r in enumerate(recs):
+      latents[i, :r["length"]] = (r["features"] - self.latent_mean) / self.latent_std
+    lengths = np.array([r["length"] for r in recs], np.int32)
+    ids = generation.caption_motion(model, latents, lengths, sequences.m2t_prompt(self.tokenizer, self.bom),
+                                    eos_id=self.tokenizer.eos_id, max_new_tokens=max_new_tokens)
+    return [{"clip_id": r["clip_id"], "generated": self.tokenizer.decode(t), "references": r["captions"]}
+            for r, t in zip(recs, ids)]
