@@ -234,7 +234,7 @@ def restore_for_eval(config: ml_collections.ConfigDict, workdir: str | epath.Pat
   return task, nnx.merge(graphdef, state["params"], state["frozen"]), step
 
 
-def _resolve_workdir(config: ml_collections.ConfigDict, workdir: epath.Path) -> ml_collections.ConfigDict:
+def resolve_workdir(config: ml_collections.ConfigDict, workdir: epath.Path) -> ml_collections.ConfigDict:
   """A copy of `config` with "{workdir}" in every string value replaced by `workdir`."""
   def resolve(value):
     if isinstance(value, str):
@@ -258,7 +258,7 @@ def run_pipeline(config: ml_collections.ConfigDict, workdir: epath.Path) -> dict
     if name not in config.pipeline:
       raise ValueError(f"config.pipeline_order names {name!r} but config.pipeline has no such entry.")
     logging.info("pipeline part %s -> %s", name, workdir / name)
-    part = train_and_evaluate(_resolve_workdir(config.pipeline[name], workdir), workdir / name)
+    part = train_and_evaluate(resolve_workdir(config.pipeline[name], workdir), workdir / name)
     metrics.update({f"{name}/{k}": v for k, v in part.items()})
   if jax.process_index() == 0:
     lines = [f"Done. Outputs under {workdir}:"]

@@ -1,20 +1,18 @@
 """Helpers shared by tests: load repo configs, override fields, read TensorBoard scalars."""
-import importlib.util
 import pathlib
 
 import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
+from llamo_jax.config_files import sibling_config
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_config(name: str, arg: str | None = None):
   """`configs/NAME.py`'s get_config(arg)."""
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", REPO / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return sibling_config(str(REPO / "configs" / "_.py"), name, arg)
 
 
 def override(config, **overrides):

@@ -36,7 +36,10 @@ from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.tasks import base
 
-EVAL_KINDS = ("t2m", "m2t", "text")
+# Held-out loss terms per task and the names they are logged under (eval/NAME).
+EVAL_TERMS = {"t2m": {"flow_loss": "t2m_flow_loss", "exit_loss": "t2m_exit_loss"},
+              "m2t": {"text_loss": "m2t_text_loss"},
+              "text": {"text_loss": "text_only_loss"}}
 
 
 def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
@@ -157,7 +160,7 @@ class LLaMoTask(base.Task):
     """Held-out loss terms per task, then T2M samples and captions (see `write_samples`)."""
     metrics = {}
     eval_loss = nnx.jit(lambda m, b: m.loss(b, jax.random.key(0))[1])
-    for kind in EVAL_KINDS:
+    for kind, terms in EVAL_TERMS.items():
       if not self.config.get("eval_batches", 0):
         break
       loader = self.make_loader("val", seed=0, process_index=jax.process_index(),
@@ -167,8 +170,7 @@ class LLaMoTask(base.Task):
         batch = self.global_batch(next(loader))
         batch.pop("cond_mask", None)  # no caption dropout in evaluation
         values.append(jax.device_get(eval_loss(model, batch)))
-      keys = {"t2m": ("flow_loss", "exit_loss"), "m2t": ("text_loss",), "text": ("text_loss",)}[kind]
-      metrics.update({f"{kind}_{k}": float(np.mean([v[k] for v in values])) for k in keys})
+      metrics.update({name: float(np.mean([v[k] for v in values])) for k, name in terms.items()})
     if self.config.get("sampling", None) and jax.process_index() == 0:
       metrics.update(self.write_samples(model, step, writer))
     return metrics

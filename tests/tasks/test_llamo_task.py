@@ -1,0 +1,143 @@
+"""The demo pipeline end to end at toy size: LM -> VAE -> LLaMo align/joint/anneal.
+
+One module-scoped run of configs/demo.py (shrunk) in a tmp workdir; the tests then
+check the stages' trainable partitions, the frozen text path, the samples, and that
+a LLaMo run killed at a stage boundary and mid-stage resumes to identical losses.
+"""
+import json
+import shutil
+
+from flax import nnx
+from flax import traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from llamo_jax import checkpoints
+from llamo_jax import pretrained
+from llamo_jax import trainer
+from helpers import load_config, override, scalars, tags
+
+STEPS = {"align": 2, "joint": 2, "anneal": 2}
+
+
+def shrink(config, root):
+  """configs/demo.py at toy size, all data under `root`."""
+  corpus = dict(dir=str(root / "corpus"), num_motions=24, processes=1)
+  lm = config.pipeline.lm
+  override(lm, **{f"data.corpus.{k}": v for k, v in corpus.items()})
+  override(lm, **{"total_steps": 4, "log_every": 2, "eval_every": 4, "eval_batches": 1,
+                  "checkpoint_every": 4, "data.seq_len": 64, "data.batch_size": 8,
+                  "tokenizer_vocab_size": 300})
+  vae = config.pipeline.vae
+  override(vae, **{f"data.corpus.{k}": v for k, v in corpus.items()})
+  override(vae, **{"data.path": str(root / "records" / "tiny_hml263"), "data.batch_size": 8,
+                   "data.max_len": 48, "model.width": 32, "total_steps": 4, "log_every": 2,
+                   "eval_every": 0, "checkpoint_every": 4, "optimizer.warmup_steps": 1})
+  llamo = config.pipeline.llamo
+  for name, steps in STEPS.items():
+    llamo.stages[name].steps = steps
+  override(llamo, **{"data.seq_len": 48, "data.batch_size": 8, "data.max_motion_tokens": 12,
+                     "model.text_capacity": 32, "model.motion_capacity": 16, "model.flow_width": 32,
+                     "mesh": {"data": 8, "fsdp": 1, "tensor": 1}, "optimizer.warmup_steps": 1,
+                     "log_every": 1, "eval_every": 6, "eval_batches": 1, "checkpoint_every": 2,
+                     "max_checkpoints": 5, "async_checkpoints": False,
+                     "sampling.prompts": ("a person walks forward.", "a person jumps."),
+                     "sampling.max_latents": 4, "sampling.flow_steps": 2, "sampling.num_captions": 2,
+                     "sampling.max_caption_tokens": 4})
+  return config
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+  root = tmp_path_factory.mktemp("demo")
+  config = shrink(load_config("demo"), root)
+  workdir = root / "run"
+  metrics = trainer.train_and_evaluate(config, workdir)
+  return {"root": root, "workdir": workdir, "config": config, "metrics": metrics}
+
+
+def llamo_config(demo, **overrides):
+  config = trainer.resolve_workdir(demo["config"].pipeline.llamo, demo["workdir"])
+  return override(config, **overrides)
+
+
+def restore_params(demo, step):
+  """Flat {path: array} of every param (trainable and frozen) of the demo's LLaMo at `step`."""
+  _, model, _ = trainer.restore_for_eval(llamo_config(demo), demo["workdir"] / "llamo", step)
+  flat = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict(), sep=".")
+  return {k: np.asarray(v) for k, v in flat.items()}
+
+
+def test_pipeline_outputs(demo):
+  wd = demo["workdir"]
+  assert pretrained.is_pretrained_dir(wd / "lm" / "pretrained")
+  assert (wd / "vae" / "latents").is_dir()
+  samples = wd / "llamo" / "samples" / "step_6"
+  for i in range(2):
+    joints = np.load(samples / f"t2m_{i}.npy")
+    assert joints.ndim == 3 and joints.shape[1:] == (22, 3) and np.isfinite(joints).all()
+    assert (samples / f"t2m_{i}.gif").stat().st_size > 0
+  captions = json.loads((samples / "captions.json").read_text())
+  assert len(captions) == 2 and all(c["references"] for c in captions)
+  logged = tags(wd / "llamo")
+  assert {"train/flow_loss", "train/text_loss", "train/exit_loss", "eval/t2m_flow_loss",
+          "eval/m2t_text_loss", "eval/text_only_loss", "t2m/0"} <= logged
+  stage = scalars(wd / "llamo", "train/stage")
+  assert [stage[s] for s in range(1, 7)] == [0, 0, 1, 1, 2, 2]
+
+
+def test_stages_train_their_partitions_and_text_stays_frozen(demo):
+  p2, p4, p6 = (restore_params(demo, s) for s in (2, 4, 6))
+  motion = [k for k in p2 if k.startswith("layers.motion.")]
+  text = [k for k in p2 if k.startswith("layers.text.")]
+  assert motion and text
+  # align: the motion expert is still the copy of the text expert.
+  for k in motion:
+    np.testing.assert_array_equal(p2[k], p2[k.replace(".motion.", ".text.")], err_msg=k)
+  # joint: it moved; anneal: it stays, only the heads move.
+  assert any(not np.array_equal(p2[k], p4[k]) for k in motion)
+  for k in motion + ["motion_in.kernel"]:
+    np.testing.assert_array_equal(p4[k], p6[k], err_msg=k)
+  heads = [k for k in p4 if k.startswith(("flow_head.", "exit_head."))]
+  assert any(not np.array_equal(p4[k], p6[k]) for k in heads)
+  # the text path never moves.
+  for k in text + ["embed.embedding", "final_norm.scale"]:
+    np.testing.assert_array_equal(p2[k], p6[k], err_msg=k)
+
+
+def test_text_only_logits_bit_identical_to_base_after_training(demo):
+  wd = demo["workdir"]
+  _, base, tokenizer = pretrained.load_pretrained(wd / "lm" / "pretrained")
+  _, model, step = trainer.restore_for_eval(llamo_config(demo), wd / "llamo")
+  assert step == 6
+  tokens = jnp.asarray([tokenizer.encode("a person walks forward and waves.", add_eos=True)], jnp.int32)
+  base_logits, _ = nnx.jit(lambda m, t: m(t))(base, tokens)
+  logits, _, _ = nnx.jit(lambda m, t: m(t, jnp.zeros(t.shape + (m.config.latent_dim,)),
+                                        jnp.zeros_like(t)))(model, tokens)
+  np.testing.assert_array_equal(np.asarray(logits), np.asarray(base_logits))
+
+
+def test_killed_llamo_run_resumes_to_identical_losses(demo, tmp_path):
+  straight = scalars(demo["workdir"] / "llamo", "train/loss")
+  workdir = tmp_path / "llamo"
+  # Killed exactly at the align -> joint boundary, then in the middle of joint.
+  for stop in (2, 3, None):
+    trainer.train_and_evaluate(llamo_config(demo, stop_after_steps=stop, eval_every=0), workdir)
+  resumed = scalars(workdir, "train/loss")
+  assert sorted(resumed) == list(range(1, 7))
+  for step in range(1, 7):
+    np.testing.assert_allclose(resumed[step], straight[step], rtol=1e-6, err_msg=f"step {step}")
+
+
+def test_resume_refuses_a_checkpoint_from_an_unknown_stage(demo, tmp_path):
+  workdir = tmp_path / "llamo"
+  shutil.copytree(demo["workdir"] / "llamo", workdir)
+  config = llamo_config(demo)
+  with config.unlocked():
+    config.stage_order = ("align", "joint")
+    del config.stages["anneal"]
+  (workdir / "config.json").unlink()
+  with pytest.raises(checkpoints.IncompatibleCheckpointError, match="stage 'anneal'"):
+    trainer.train_and_evaluate(config, workdir)
