@@ -151,6 +151,17 @@ def make_train_step(task: tasks.Task, graphdef: nnx.GraphDef, tx: optax.Gradient
   return train_step
 
 
+def compiled_flops(compiled: Any) -> float:
+  """FLOPs of one call of a compiled step per device, as XLA counts them (0 if unknown)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  (not every backend reports costs)
+    return 0.0
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
   host = jax.device_get(history)
   return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
@@ -367,7 +378,9 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
       make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed), stage.start),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
       out_shardings=(state_shardings, None),
-      donate_argnums=(0,))
+      donate_argnums=(0,)).lower(state, task.global_batch(batch)).compile()
+  step_flops = compiled_flops(step_fn)
+  peak_flops = float(config.get("peak_tflops_per_device", 0.0)) * 1e12
   unit, per_batch = task.units_per_batch(task.device_batch(batch))
   per_batch *= jax.process_count()
 
@@ -386,7 +399,12 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
       last_metrics = _mean_metrics(history)
       _check_finite(last_metrics, step)
       dt = time.time() - t_log
-      last_metrics[f"{unit}_per_sec"] = per_batch * len(history) / max(dt, 1e-9)
+      steps_per_sec = len(history) / max(dt, 1e-9)
+      last_metrics[f"{unit}_per_sec"] = per_batch * steps_per_sec
+      if step_flops:
+        last_metrics["tflops_per_device"] = step_flops * steps_per_sec / 1e12
+        if peak_flops:
+          last_metrics["mfu"] = step_flops * steps_per_sec / peak_flops
       scalars = {f"train/{k}": v for k, v in last_metrics.items()}
       scalars["train/stage"] = float(stage.index)
       writer.write_scalars(step, scalars)
