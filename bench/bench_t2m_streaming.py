@@ -1,0 +1,150 @@
+"""Streaming text-to-motion latency: prefill, ms per latent, motion frames/s (CPU, random weights).
+
+  python bench/bench_t2m_streaming.py [--presets=tiny,smollm2_135m] [--batches=1,4]
+      [--latents=16] [--flow_steps=50] [--cfg_scale=4] [--prompt_len=24]
+
+Per model preset and batch: LLaMo (MoT backbone + flow head width 1024 depth 3,
+latent 32) and the paper-size motion VAE (263-dim), random weights, fp32, the
+exit head forced off so every sequence runs --latents latents. Measured after
+compilation:
+  * prefill: one jitted `prefill` of the prompt batch, both CFG branches (2B rows);
+  * first frames: `stream_motion` until its first chunk (prefill + first latent's
+    ODE + one VAE decode_step);
+  * ms per latent: median time between later chunks of `stream_motion` (one cached
+    decode step of both branches, the flow ODE with CFG, the exit head, one VAE
+    decode_step and the host sync that hands the 4 frames to the caller);
+  * fused: `generate_motion` (one jitted while_loop, no VAE) total / latents.
+Frames/s = 4 * batch / (s per latent); real time at 20 fps needs 5 latents/s per clip.
+Prints a table and writes the bench_t2m_streaming section of BENCHMARKS.md.
+"""
+import os
+import platform
+import time
+
+from absl import app
+from absl import flags
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import benchmarks_md  # bench/benchmarks_md.py
+from llamo_jax import generation
+from llamo_jax.models import llamo as llamo_lib
+from llamo_jax.models import motion_vae
+from llamo_jax.models import presets
+
+_PRESETS = flags.DEFINE_list("presets", ["tiny", "smollm2_135m"], "LLM presets (models/presets.py).")
+_LAYERS = flags.DEFINE_integer("layers", 0, "Override n_layers (0: the preset's).")
+_BATCHES = flags.DEFINE_list("batches", ["1", "4"], "Prompts generated together.")
+_LATENTS = flags.DEFINE_integer("latents", 16, "Latents per clip (4 frames each).")
+_FLOW_STEPS = flags.DEFINE_integer("flow_steps", 50, "Euler steps per latent.")
+_CFG_SCALE = flags.DEFINE_float("cfg_scale", 4.0, "Classifier-free guidance weight.")
+_PROMPT_LEN = flags.DEFINE_integer("prompt_len", 24, "Prompt tokens ([BOS] .. [BOM]).")
+_WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
+
+
+def _timed_stream(model, vae, prompts, stats, kw):
+  """(seconds to the first chunk, [seconds between later chunks])."""
+  times = []
+  start = time.perf_counter()
+  for chunk in generation.stream_motion(model, vae, prompts, jax.random.key(1),
+                                        latent_mean=stats[0], latent_std=stats[1], **kw):
+    chunk.frames.block_until_ready()
+    now = time.perf_counter()
+    times.append(now - start)
+    start = now
+  return times[0], times[1:]
+
+
+def main(argv):
+  del argv
+  rows = []
+  vae = motion_vae.MotionVAE(motion_vae.get_preset("paper"), rngs=nnx.Rngs(1))
+  stats = (np.zeros(32, np.float32), np.ones(32, np.float32))
+  kw = dict(max_latents=_LATENTS.value, cfg_scale=_CFG_SCALE.value, flow_steps=_FLOW_STEPS.value,
+            method="euler", min_latents=_LATENTS.value)
+  max_len = _PROMPT_LEN.value + _LATENTS.value - 1  # the cache generation uses
+  for preset in _PRESETS.value:
+    llama = presets.get_preset(preset)
+    if _LAYERS.value:
+      llama = llama.from_dict({**llama.to_dict(), "n_layers": _LAYERS.value})
+    cfg = llamo_lib.LLaMoConfig(llama=llama)
+    model = llamo_lib.LLaMo(cfg, rngs=nnx.Rngs(0))
+    n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    graphdef, params = nnx.split(model)
+
+    @jax.jit
+    def prefill(params, tokens, latents, modality, positions, segment_ids):
+      # Returns h at [BOM] and the cache only (as generation does: no text logits).
+      cache, _, h = llamo_lib.prefill(nnx.merge(graphdef, params), tokens, latents, modality,
+                                      max_len, positions, segment_ids)
+      return cache, h
+
+    for batch in map(int, _BATCHES.value):
+      rng = np.random.default_rng(batch)
+      prompts = [np.concatenate([rng.integers(1, llama.vocab_size, _PROMPT_LEN.value - 1),
+                                 [llamo_lib.bom_id(cfg)]]).astype(np.int32)
+                 for _ in range(batch)]
+      tokens = jnp.asarray(np.concatenate([np.stack(prompts)] * 2))
+      segment_ids = jnp.ones_like(tokens).at[batch:, :-1].set(generation.UNCOND_SEGMENT)
+      args = (tokens, jnp.zeros(tokens.shape + (cfg.latent_dim,)), jnp.zeros_like(tokens),
+              jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape), segment_ids)
+      prefill(params, *args)[1].block_until_ready()
+      prefill_times = []
+      for _ in range(3):
+        start = time.perf_counter()
+        prefill(params, *args)[1].block_until_ready()
+        prefill_times.append(time.perf_counter() - start)
+
+      _timed_stream(model, vae, prompts, stats, kw)  # compiles
+      first, steps = _timed_stream(model, vae, prompts, stats, kw)
+      per_latent = float(np.median(steps))
+
+      generation.generate_motion(model, prompts, jax.random.key(1), **kw)[0].block_until_ready()
+      start = time.perf_counter()
+      out, lengths = generation.generate_motion(model, prompts, jax.random.key(1), **kw)
+      out.block_until_ready()
+      fused = (time.perf_counter() - start) / _LATENTS.value
+      assert np.all(np.asarray(lengths) == _LATENTS.value)
+
+      fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
+      rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | "
+                  f"{1e3 * np.median(prefill_times):.1f} | {1e3 * first:.0f} | "
+                  f"{1e3 * per_latent:.1f} | {fps:,.0f} | {fps / batch / 20:.1f}x | "
+                  f"{1e3 * fused:.1f} |")
+      print(rows[-1], flush=True)
+
+  load = os.getloadavg()
+  layers = f" --layers={_LAYERS.value}" if _LAYERS.value else ""
+  table = "\n".join([
+      "## Text to motion: streaming generation (bench/bench_t2m_streaming.py)",
+      "",
+      f"`python bench/bench_t2m_streaming.py --presets={','.join(_PRESETS.value)}{layers} "
+      f"--batches={','.join(_BATCHES.value)} --latents={_LATENTS.value} "
+      f"--flow_steps={_FLOW_STEPS.value} --cfg_scale={_CFG_SCALE.value:g} "
+      f"--prompt_len={_PROMPT_LEN.value}`: random weights, fp32, jax {jax.__version__} on "
+      f"{jax.devices()[0].platform}; LLaMo flow head width {cfg.flow_width} depth "
+      f"{cfg.flow_depth}, {_FLOW_STEPS.value} Euler steps with CFG (2B rows through the "
+      "backbone), VAE preset paper (width 512). Prefill: both CFG branches, h at [BOM] only "
+      "(no text logits, as generation runs it), median of 3. "
+      "First frames: prefill + first latent + VAE step. ms per latent: median over the "
+      f"later {_LATENTS.value - 1} chunks of `stream_motion` (cached decode step + flow ODE + "
+      "exit head + VAE `decode_step` + host sync). Fused: `generate_motion`'s single jitted "
+      "loop, no VAE, per latent. Real time: frames/s per clip over 20 fps (HumanML3D).",
+      "",
+      f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, load "
+      f"average at the end {load[0]:.1f}.",
+      "",
+      "| model | batch | prefill ms | first frames ms | ms per latent (stream) | "
+      "frames/s (all clips) | x real time per clip | ms per latent (fused) |",
+      "|---|---|---|---|---|---|---|---|",
+      *rows,
+  ])
+  print(table)
+  if _WRITE.value:
+    print(f"wrote {benchmarks_md.write_section('bench_t2m_streaming', table)}")
+
+
+if __name__ == "__main__":
+  app.run(main)
