@@ -228,9 +228,16 @@ def prefill(model: LLaMo, tokens: jax.Array, latents: jax.Array, modality: jax.A
 
   Returns (cache, logits [B,V] and h [B,D] of the last prompt token).
   """
+  if latents.shape != tokens.shape + (model.config.latent_dim,):
+    raise ValueError(f"latents have shape {latents.shape}; expected [B,T,C]="
+                     f"{tokens.shape + (model.config.latent_dim,)}.")
   cache = init_cache(model.cfg, tokens.shape[0], max_len)
-  logits, h, cache = model(tokens, latents, modality, positions, segment_ids, cache)
-  return cache, logits[:, -1], h[:, -1]
+  h, cache, _ = model.mot_backbone(model.embed_inputs(tokens, latents, modality), modality,
+                                   positions, segment_ids, cache)
+  # The LM head on the last position only: XLA does not sink the slice into the
+  # [B,T,D]x[D,V] matmul, which would otherwise cost T times more.
+  h = h[:, -1]
+  return cache, model.logits(h[:, None])[:, 0], h
 
 
 def decode_step(model: LLaMo, cache: KVCache, token: jax.Array, latent: jax.Array,
