@@ -351,11 +351,11 @@ def stream_motion(model: llamo_lib.LLaMo, vae: vae_lib.MotionVAE, prompts: Seque
   decode_state = vae.init_decode_state(len(prompts))
   state = _stream_start(graphdef, params, prompt, keys, knobs, static)
   active = jnp.ones((len(prompts),), bool)
-  while True:
+  for count in range(1, max_latents + 1):
     decode_state, frames = _vae_step(vae_graphdef, vae_params, decode_state, state.latent,
                                      mean, std)
     yield StreamChunk(frames, active)
-    if int(state.count) >= max_latents:
+    if count == max_latents:
       return
     state = _stream_advance(graphdef, params, state, prompt.lengths, keys, knobs, static)
     active = ~state.done
