@@ -36,7 +36,8 @@ from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models import motion_vae
 from llamo_jax.models import presets
 
-_PRESETS = flags.DEFINE_list("presets", ["tiny", "smollm2_135m"], "LLM presets (models/presets.py).")
+_PRESETS = flags.DEFINE_list("presets", ["tiny", "smollm2_135m"],
+                             "LLM presets (models/presets.py).")
 _LAYERS = flags.DEFINE_integer("layers", 0, "Override n_layers (0: the preset's).")
 _BATCHES = flags.DEFINE_list("batches", ["1", "4"], "Prompts generated together.")
 _LATENTS = flags.DEFINE_integer("latents", 16, "Latents per clip (4 frames each).")
@@ -129,7 +130,8 @@ def main(argv):
       fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
       rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | "
                   f"{1e3 * np.median(prefill_times):.1f} | {1e3 * first:.0f} | "
-                  f"{1e3 * per_latent:.1f} | {1e3 * np.median(ode_times):.1f} | {fps:,.0f} | {fps / batch / 20:.1f}x | "
+                  f"{1e3 * per_latent:.1f} | {1e3 * np.median(ode_times):.1f} | {fps:,.0f} | "
+                  f"{fps / batch / 20:.1f}x | "
                   f"{1e3 * fused:.1f} |")
       print(rows[-1], flush=True)
 
@@ -155,7 +157,8 @@ def main(argv):
       f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, load "
       f"average at the end {load[0]:.1f}.",
       "",
-      "| model | batch | prefill ms | first frames ms | ms per latent (stream) | of which flow ODE | "
+      "| model | batch | prefill ms | first frames ms | ms per latent (stream) | "
+      "of which flow ODE | "
       "frames/s (all clips) | x real time per clip | ms per latent (fused) |",
       "|---|---|---|---|---|---|---|---|---|",
       *rows,
