@@ -8,6 +8,9 @@ encodes whole clips (T frames -> ceil(T/4) latents, no noise) and writes a datas
 same record format (llamo_jax.data.records) with features = latents [K, C], length = K,
 captions/attributes/ids carried over, representation "vae_latent:<rep>", fps = rep fps / 4,
 and the latents' per-dim mean/std beside them (statistics of the train split).
+Each record's attributes (a JSON object; a non-JSON value is kept under "source")
+gain "root_speed": the clip's mean horizontal root speed in m/s, which LLaMo's
+anneal stage uses to drop static clips.
 """
 from __future__ import annotations
 
@@ -24,6 +27,22 @@ from ml_collections import config_flags
 
 
 LATENT_PREFIX = "vae_latent:"
+
+
+def with_root_speed(record: dict, rep) -> str:
+  """The record's attributes JSON with "root_speed" (mean horizontal root speed, m/s) added."""
+  joints = record["joints"]
+  if joints.size == 0:
+    joints = np.asarray(rep.to_joints(record["features"]))
+  step = np.linalg.norm(np.diff(joints[:, 0, [0, 2]], axis=0), axis=-1)
+  speed = float(step.mean() * rep.fps) if len(step) else 0.0
+  try:
+    attributes = json.loads(record["attributes"]) if record["attributes"] else {}
+  except json.JSONDecodeError:
+    attributes = {"source": record["attributes"]}
+  if not isinstance(attributes, dict):
+    attributes = {"source": attributes}
+  return json.dumps(dict(attributes, root_speed=round(speed, 5)), sort_keys=True)
 
 
 def encode_dataset(task, model, data_path: pathlib.Path, out_parent: pathlib.Path, name: str, *,
@@ -59,7 +78,7 @@ def encode_dataset(task, model, data_path: pathlib.Path, out_parent: pathlib.Pat
           train_latents.append(latents)
         yield sources.Clip(clip_id=r["clip_id"], source_id=r["source_id"], features=latents,
                            joints=np.zeros((0, 22, 3), np.float32), captions=tuple(r["captions"]),
-                           attributes=r["attributes"])
+                           attributes=with_root_speed(r, rep))
 
   splits = [s for s, n in dataset.split_sizes.items() if n > 0]
   if "train" not in splits:

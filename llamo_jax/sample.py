@@ -125,7 +125,9 @@ def main(argv):
   config = load_run_config(workdir)
   if config.get("task") != "llamo":
     raise app.UsageError(f"{workdir} is a {config.get('task')!r} run; llamo_jax.sample needs a LLaMo run.")
+  from llamo_jax.models import llamo as llamo_lib  # pylint: disable=g-import-not-at-top
   task, model, step = trainer.restore_for_eval(config, workdir, f.step)
+  model = llamo_lib.for_inference(model)
   out = pathlib.Path(f.out) if f.out else workdir / "samples" / f"cli_step{step}"
   out.mkdir(parents=True, exist_ok=True)
   result = {"step": step}

@@ -190,7 +190,8 @@ class LLaMo(mot_lib.MoT):
                                              batch["exit_labels"].astype(jnp.float32))
     l_exit = jnp.sum(bce * exit_mask) / jnp.maximum(jnp.sum(exit_mask), 1.0)
     total = l_flow + cfg.lambda_text * l_text + cfg.lambda_exit * l_exit
-    overflow = self.routing(modality).overflow
+    # Tokens that did not fit their expert's buffer (padding past a buffer does not count).
+    overflow = jnp.sum(~self.routing(modality).keep & (batch["segment_ids"] != 0))
     return total, {"loss": total, "flow_loss": l_flow, "text_loss": l_text,
                    "exit_loss": l_exit, "route_overflow": overflow}
 
@@ -219,6 +220,17 @@ def load_base(model: LLaMo, pretrained_dir: str) -> None:
 
 
 # ------------------------------------------------------------------ decoding
+
+def for_inference(model: LLaMo) -> LLaMo:
+  """`model` with full-length MoT buffers (in place; returns it).
+
+  Training capacities fit the packed training rows; prompts, captions of whole
+  clips and long generations need not fit them, and inference batches are small.
+  """
+  model.text_capacity = None
+  model.motion_capacity = None
+  return model
+
 
 def prefill(model: LLaMo, tokens: jax.Array, latents: jax.Array, modality: jax.Array,
             max_len: int, positions: jax.Array | None = None,

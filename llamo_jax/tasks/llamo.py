@@ -172,7 +172,7 @@ class LLaMoTask(base.Task):
         values.append(jax.device_get(eval_loss(model, batch)))
       metrics.update({name: float(np.mean([v[k] for v in values])) for k, name in terms.items()})
     if self.config.get("sampling", None) and jax.process_index() == 0:
-      metrics.update(self.write_samples(model, step, writer))
+      metrics.update(self.write_samples(llamo_lib.for_inference(model), step, writer))
     return metrics
 
   def write_samples(self, model, step: int, writer: Any) -> dict[str, float]:
@@ -220,6 +220,9 @@ class LLaMoTask(base.Task):
     from llamo_jax import generation  # pylint: disable=g-import-not-at-top
     source = records.open_dataset(self.latents_path).data_source("val")
     recs = [records.decode(source[i]) for i in range(min(n, len(source)))]
+    for r in recs:  # as in training: the first data.max_motion_tokens latents
+      r["length"] = min(r["length"], int(self.config.data.get("max_motion_tokens", 50)))
+      r["features"] = r["features"][:r["length"]]
     k_max = max(r["length"] for r in recs)
     latents = np.zeros((len(recs), k_max, self.model_config.latent_dim), np.float32)
     for i, r in enumerate(recs):

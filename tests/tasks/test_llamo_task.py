@@ -5,7 +5,11 @@ check the stages' trainable partitions, the frozen text path, the samples, and t
 a LLaMo run killed at a stage boundary and mid-stage resumes to identical losses.
 """
 import json
+import os
+import pathlib
 import shutil
+import subprocess
+import sys
 
 from flax import nnx
 from flax import traverse_util
@@ -19,6 +23,7 @@ from llamo_jax import pretrained
 from llamo_jax import trainer
 from helpers import load_config, override, scalars, tags
 
+REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS = {"align": 2, "joint": 2, "anneal": 2}
 
 
@@ -38,8 +43,8 @@ def shrink(config, root):
   llamo = config.pipeline.llamo
   for name, steps in STEPS.items():
     llamo.stages[name].steps = steps
-  override(llamo, **{"data.seq_len": 48, "data.batch_size": 8, "data.max_motion_tokens": 12,
-                     "model.text_capacity": 32, "model.motion_capacity": 16, "model.flow_width": 32,
+  override(llamo, **{"data.seq_len": 128, "data.batch_size": 8, "data.max_motion_tokens": 12,
+                     "model.text_capacity": None, "model.motion_capacity": 24, "model.flow_width": 32,
                      "mesh": {"data": 8, "fsdp": 1, "tensor": 1}, "optimizer.warmup_steps": 1,
                      "log_every": 1, "eval_every": 6, "eval_batches": 1, "checkpoint_every": 2,
                      "max_checkpoints": 5, "async_checkpoints": False,
@@ -66,8 +71,8 @@ def llamo_config(demo, **overrides):
 def restore_params(demo, step):
   """Flat {path: array} of every param (trainable and frozen) of the demo's LLaMo at `step`."""
   _, model, _ = trainer.restore_for_eval(llamo_config(demo), demo["workdir"] / "llamo", step)
-  flat = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict(), sep=".")
-  return {k: np.asarray(v) for k, v in flat.items()}
+  flat = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict())
+  return {".".join(map(str, k)): np.asarray(v) for k, v in flat.items()}
 
 
 def test_pipeline_outputs(demo):
@@ -141,3 +146,28 @@ def test_resume_refuses_a_checkpoint_from_an_unknown_stage(demo, tmp_path):
   (workdir / "config.json").unlink()
   with pytest.raises(checkpoints.IncompatibleCheckpointError, match="stage 'anneal'"):
     trainer.train_and_evaluate(config, workdir)
+
+
+def test_two_processes_match_one(demo, tmp_path):
+  """LLaMo on 2 local processes x 4 CPU devices (gloo) == 1 process x 8, across a stage switch."""
+  wd = demo["workdir"]
+  config = (f"configs/llamo.py:demo,pretrained={wd / 'lm' / 'pretrained'},vae_workdir={wd / 'vae'}")
+  llamo = demo["config"].pipeline.llamo
+  flags = ["--config.stages.align.steps=2", "--config.stages.joint.steps=1", "--config.stages.anneal.steps=1",
+           "--config.log_every=1", "--config.eval_every=0", "--config.async_checkpoints=False",
+           "--config.mesh.data=2", "--config.mesh.fsdp=2", "--config.mesh.tensor=2",
+           *(f"--config.{k}={llamo[k.split('.')[0]][k.split('.')[1]]}" for k in
+             ("data.seq_len", "data.batch_size", "data.max_motion_tokens", "model.text_capacity",
+              "model.motion_capacity", "model.flow_width"))]
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["PATH"] = f"{pathlib.Path(sys.executable).parent}:{env['PATH']}"
+  losses = {}
+  for name, (nproc, ndev) in {"multi": (2, 4), "single": (1, 8)}.items():
+    run = subprocess.run(["bash", "launch/local_multiprocess.sh", str(nproc), str(ndev), config,
+                          str(tmp_path / name), *flags],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    losses[name] = scalars(tmp_path / name, "train/loss")
+  assert sorted(losses["single"]) == [1, 2, 3, 4]
+  for step in range(1, 5):
+    np.testing.assert_allclose(losses["multi"][step], losses["single"][step], rtol=1e-5, err_msg=f"step {step}")
