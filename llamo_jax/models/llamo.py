@@ -209,13 +209,13 @@ def trainable_filter(stage: str) -> nnx.filterlib.Filter:
 def load_base(model: LLaMo, pretrained_dir: str) -> None:
   """Loads an imported Llama (`python -m llamo_jax.import_llm`) into the text
   expert, embeddings, final norm and LM head, then copies text -> motion expert."""
-  _, base, _ = pretrained.load_pretrained(pretrained_dir, config=model.cfg)
-  base_state = nnx.state(base, nnx.Param)
+  cfg = pretrained.resolve_config(pretrained.read_config(pretrained_dir), model.cfg)
   current = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict())
-  # Keep each param in the model's sharding (the pretrained dir loads onto one device).
-  placed = {k: jax.device_put(v, current[k].sharding)
-            for k, v in traverse_util.flatten_dict(base_state.to_pure_dict()).items()}
-  nnx.update(model, traverse_util.unflatten_dict(placed))
+  # Restore straight into the model's shardings (works on any mesh, multi-host included).
+  target = {k: jax.ShapeDtypeStruct(v.shape, current[k].dtype, sharding=current[k].sharding)
+            for k, v in traverse_util.flatten_dict(pretrained.abstract_params(cfg)).items()}
+  params = pretrained.restore_params(pretrained_dir, traverse_util.unflatten_dict(target))
+  nnx.update(model, params)
   init_motion_from_text(model)
 
 

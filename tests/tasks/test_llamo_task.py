@@ -44,7 +44,7 @@ def shrink(config, root):
   for name, steps in STEPS.items():
     llamo.stages[name].steps = steps
   override(llamo, **{"data.seq_len": 128, "data.batch_size": 8, "data.max_motion_tokens": 12,
-                     "model.text_capacity": None, "model.motion_capacity": 24, "model.flow_width": 32,
+                     "model.text_capacity": 128, "model.motion_capacity": 24, "model.flow_width": 32,
                      "mesh": {"data": 8, "fsdp": 1, "tensor": 1}, "optimizer.warmup_steps": 1,
                      "log_every": 1, "eval_every": 6, "eval_batches": 1, "checkpoint_every": 2,
                      "max_checkpoints": 5, "async_checkpoints": False,
