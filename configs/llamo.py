@@ -15,8 +15,12 @@ import ml_collections
 _LLAMA_PRESETS = {"demo": "tiny", "smollm2": "smollm2_135m", "1b": "llama3_2_1b", "3b": "llama3_2_3b",
                   "8b": "llama3_1_8b"}
 
+# Fixed sampling prompts and what each motion must do, checked from its joints
+# (llamo_jax/eval/prompt_checks.py; synthetic-corpus vocabulary).
 PROMPTS = ("a person walks forward.", "a person jumps up and down.", "a person waves the right hand.",
-           "a person turns around to the left.", "a person jogs backward.")
+           "a person turns to the left.", "a person squats down.")
+EXPECT = ("walk direction=forward distance=0.5", "jump count=1", "wave side=right",
+          "turn turn_side=left angle=45", "squat count=1")
 
 
 def _mesh(name):
@@ -56,8 +60,10 @@ def get_config(arg=None):
       dtype="float32" if demo else "bfloat16", scan_layers=True,
       remat_policy="none" if demo else "dots_with_no_batch_dims_saveable"))
   # MoT buffers: per-sequence caps on text / motion tokens (the packer respects them).
-  seq_len = 128 if demo else 512
-  config.model.text_capacity = seq_len // 2 if demo else 256
+  # Sized from the corpus: the tiny tokenizer spends up to 68 text tokens on a T2M
+  # example (template + caption + [EOM] [EOS]); clips keep <= 50 latents.
+  seq_len = 144 if demo else 512
+  config.model.text_capacity = 80 if demo else 256
   config.model.motion_capacity = seq_len - config.model.text_capacity
 
   config.data = ml_collections.ConfigDict(dict(
@@ -80,7 +86,7 @@ def get_config(arg=None):
   config.stages.joint = ml_collections.ConfigDict(dict(
       steps=steps["joint"], mix={"t2m": 0.8, "m2t": 0.2},
       # Per-module lr: the motion expert (initialised from the text expert) moves slower.
-      optimizer=dict(lr=2e-3 if demo else 1e-4, lr_multipliers=((r"layers\.motion\.", 0.1 if demo else 0.5),))))
+      optimizer=dict(lr=2e-3 if demo else 1e-4, lr_multipliers=((r"layers\.motion\.", 1.0 if demo else 0.5),))))
   config.stages.anneal = ml_collections.ConfigDict(dict(
       steps=steps["anneal"], mix={"t2m": 1.0}, drop_static=True,
       optimizer=dict(lr=1e-3 if demo else 1e-4, warmup_steps=0, end_lr_frac=1e-2 if demo else 0.1)))
@@ -93,7 +99,8 @@ def get_config(arg=None):
   config.grad_accum_steps = 1
 
   config.sampling = ml_collections.ConfigDict(dict(
-      prompts=PROMPTS, num_captions=6, max_latents=40, flow_steps=25 if demo else 50, method="euler",
+      prompts=PROMPTS, expect=EXPECT, num_captions=6, max_latents=40, flow_steps=25 if demo else 50,
+      method="euler",
       cfg_scale=2.5, temperature=1.0, exit_threshold=0.5, max_caption_tokens=40))
   config.log_every = 25 if demo else 100
   config.eval_every = 1050 if demo else 10_000

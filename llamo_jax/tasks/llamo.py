@@ -33,6 +33,7 @@ from llamo_jax import pretrained
 from llamo_jax.data import records
 from llamo_jax.data import sequences
 from llamo_jax.data.tokenizer import Tokenizer
+from llamo_jax.eval import action_checks
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.tasks import base
 
@@ -136,13 +137,15 @@ class LLaMoTask(base.Task):
 
   def make_loader(self, split: str, *, seed: int, process_index: int, process_count: int,
                   mix: dict[str, float] | None = None, num_epochs: int | None = None) -> Iterator:
+    """Training batches follow the stage's mix and drop_static; held-out ones (split != "train")
+    keep every clip, so evaluation losses compare across stages."""
     settings = self.stage.settings if self.stage is not None else ml_collections.ConfigDict()
     if mix is None:
       mix = settings.get("mix", ml_collections.ConfigDict()).to_dict()
     return sequences.make_llamo_loader(
         self._data_config(), split, self.tokenizer, self.bom, self.eom, mix=mix, seed=seed,
         process_index=process_index, process_count=process_count, num_epochs=num_epochs,
-        drop_static=bool(settings.get("drop_static", False)))
+        drop_static=split == "train" and bool(settings.get("drop_static", False)))
 
   def _data_config(self) -> ml_collections.ConfigDict:
     """The config the sequence loader reads, with data.latents resolved."""
@@ -178,8 +181,10 @@ class LLaMoTask(base.Task):
   def write_samples(self, model, step: int, writer: Any) -> dict[str, float]:
     """T2M for config.sampling.prompts and captions of the first held-out motions.
 
-    Writes WORKDIR/samples/step_N/: t2m_I.npy (joints [T,22,3]), t2m_I.gif, captions.json;
-    logs filmstrips and captions to TensorBoard.
+    Writes WORKDIR/samples/step_N/: t2m_I.npy (joints [T,22,3]), t2m_I.gif, t2m.json (per
+    prompt: frames and, with config.sampling.expect, the action check of eval/action_checks.py),
+    captions.json (generated, references, actions named); logs filmstrips, captions and
+    t2m_prompt_adherence / m2t_action_recall to TensorBoard.
     """
     from llamo_jax import generation  # pylint: disable=g-import-not-at-top
     from llamo_jax.motion import render  # pylint: disable=g-import-not-at-top  (matplotlib)
@@ -197,26 +202,39 @@ class LLaMoTask(base.Task):
           exit_threshold=s.exit_threshold)
       feats = generation.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
                                         self.latent_mean, self.latent_std)
-      images = {}
+      expect = list(s.get("expect", ()))
+      if expect and len(expect) != len(prompts):
+        raise ValueError(f"config.sampling.expect has {len(expect)} entries for {len(prompts)} prompts; "
+                         "give one per prompt or none.")
+      images, report = {}, []
       for i, (prompt, f) in enumerate(zip(prompts, feats)):
         joints = self.representation.to_joints(f * self.vae_task.std + self.vae_task.mean)
         np.save(out / f"t2m_{i}.npy", joints)
         render.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps, caption=prompt)
         images[f"t2m/{i}"] = render.render_frames_image(joints, prompt)[None]
+        entry = {"prompt": prompt, "frames": int(joints.shape[0])}
+        if expect:
+          entry.update(expect=expect[i], **action_checks.check(joints, self.representation.fps, expect[i]))
+        report.append(entry)
       writer.write_images(step, images)
+      (out / "t2m.json").write_text(json.dumps(report, indent=1))
       metrics["t2m_mean_latents"] = float(np.mean(lengths))
+      if expect:
+        metrics["t2m_prompt_adherence"] = float(np.mean([e["ok"] for e in report]))
     # Motion to text.
     n = int(s.get("num_captions", 0))
     if n:
       captions = self.caption_heldout(model, n, max_new_tokens=int(s.max_caption_tokens))
       (out / "captions.json").write_text(json.dumps(captions, indent=1))
+      named = [ok for c in captions for _, ok in c["named_actions"]]
+      metrics["m2t_action_recall"] = float(np.mean(named)) if named else 0.0
       writer.write_texts(step, {f"m2t/{i}": f"**{c['generated']}** (reference: {c['references'][0]})"
                                 for i, c in enumerate(captions)})
     logging.info("wrote samples to %s", out)
     return metrics
 
   def caption_heldout(self, model, n: int, *, max_new_tokens: int = 40) -> list[dict[str, Any]]:
-    """Greedy captions of the first `n` clips of the latent val split, with their references."""
+    """Greedy captions of the first `n` clips of the latent val split, with references and actions named."""
     from llamo_jax import generation  # pylint: disable=g-import-not-at-top
     source = records.open_dataset(self.latents_path).data_source("val")
     recs = [records.decode(source[i]) for i in range(min(n, len(source)))]
@@ -230,5 +248,9 @@ class LLaMoTask(base.Task):
     lengths = np.array([r["length"] for r in recs], np.int32)
     ids = generation.caption_motion(model, latents, lengths, sequences.m2t_prompt(self.tokenizer, self.bom),
                                     eos_id=self.tokenizer.eos_id, max_new_tokens=max_new_tokens)
-    return [{"clip_id": r["clip_id"], "generated": self.tokenizer.decode(t), "references": r["captions"]}
-            for r, t in zip(recs, ids)]
+    out = []
+    for r, t in zip(recs, ids):
+      generated = self.tokenizer.decode(t)
+      out.append({"clip_id": r["clip_id"], "generated": generated, "references": r["captions"],
+                  "named_actions": action_checks.named_actions(generated, r["attributes"])})
+    return out

@@ -49,6 +49,7 @@ def shrink(config, root):
                      "log_every": 1, "eval_every": 6, "eval_batches": 1, "checkpoint_every": 2,
                      "max_checkpoints": 5, "async_checkpoints": False,
                      "sampling.prompts": ("a person walks forward.", "a person jumps."),
+                     "sampling.expect": ("walk direction=forward", "jump count=1"),
                      "sampling.max_latents": 4, "sampling.flow_steps": 2, "sampling.num_captions": 2,
                      "sampling.max_caption_tokens": 4})
   return config
@@ -84,11 +85,15 @@ def test_pipeline_outputs(demo):
     joints = np.load(samples / f"t2m_{i}.npy")
     assert joints.ndim == 3 and joints.shape[1:] == (22, 3) and np.isfinite(joints).all()
     assert (samples / f"t2m_{i}.gif").stat().st_size > 0
+  checks = json.loads((samples / "t2m.json").read_text())
+  assert [c["expect"] for c in checks] == ["walk direction=forward", "jump count=1"]
+  assert all(isinstance(c["ok"], bool) and "distance" in c["measured"] for c in checks)
   captions = json.loads((samples / "captions.json").read_text())
-  assert len(captions) == 2 and all(c["references"] for c in captions)
+  assert len(captions) == 2 and all(c["references"] and c["named_actions"] for c in captions)
   logged = tags(wd / "llamo")
   assert {"train/flow_loss", "train/text_loss", "train/exit_loss", "eval/t2m_flow_loss",
-          "eval/m2t_text_loss", "eval/text_only_loss", "t2m/0"} <= logged
+          "eval/m2t_text_loss", "eval/text_only_loss", "eval/t2m_prompt_adherence",
+          "eval/m2t_action_recall", "t2m/0"} <= logged
   stage = scalars(wd / "llamo", "train/stage")
   assert [stage[s] for s in range(1, 7)] == [0, 0, 1, 1, 2, 2]
 

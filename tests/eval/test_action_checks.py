@@ -1,0 +1,65 @@
+"""Action checks: real synthetic motions pass the expectations of their own action and fail others."""
+import json
+
+import numpy as np
+import pytest
+
+from data_pipelines.synthetic import compose
+from data_pipelines.synthetic import program
+from llamo_jax.eval import action_checks
+
+FPS = 20
+
+
+def _clip(action, seed=0, **want):
+  """Joints of a one-segment synthetic clip of `action` whose record has the `want` attributes."""
+  rng = np.random.default_rng(seed)
+  for _ in range(200):
+    seg = program.build(rng, FPS, action)
+    if all(seg.attrs.get(k) == v for k, v in want.items()):
+      return compose.compose([seg], FPS).joints, seg.attrs
+  raise AssertionError(f"no {action} segment with {want} in 200 draws")
+
+
+def test_motions_pass_their_own_expectation_and_fail_the_opposite():
+  joints, rec = _clip("walk", direction="forward", side=None)
+  assert action_checks.check(joints, FPS, "walk direction=forward distance=0.5")["ok"], rec
+  bad = action_checks.check(joints, FPS, "walk direction=backward")
+  assert not bad["ok"] and bad["failed"] == ["direction: want backward, got forward"]
+
+  joints, rec = _clip("wave", side="right")
+  assert action_checks.check(joints, FPS, "wave side=right")["ok"], rec
+  assert not action_checks.check(joints, FPS, "wave side=left")["ok"]
+
+  joints, rec = _clip("turn", side="left")
+  assert action_checks.check(joints, FPS, "turn turn_side=left angle=45")["ok"], rec
+  assert not action_checks.check(joints, FPS, "turn turn_side=right")["ok"]
+
+  joints, rec = _clip("jump", direction=None)
+  assert action_checks.check(joints, FPS, f"jump count={rec['count']}")["ok"], rec
+  assert not action_checks.check(joints, FPS, f"jump count={rec['count'] + 1}")["ok"]
+
+
+def test_standing_still_satisfies_no_action():
+  still = np.repeat(_clip("idle")[0][:1], 60, axis=0)
+  for expect in ("walk direction=forward distance=0.5", "jump count=1", "wave side=right",
+                 "turn turn_side=left angle=45", "squat count=1"):
+    assert not action_checks.check(still, FPS, expect)["ok"], expect
+
+
+@pytest.mark.parametrize("expect, match", [("dance", "unknown action 'dance'"),
+                                           ("walk speed=3", "KEY=VALUE"),
+                                           ("jump count=many", "could not convert")])
+def test_bad_expectations_are_errors(expect, match):
+  with pytest.raises(ValueError, match=match):
+    action_checks.parse(expect)
+
+
+def test_named_actions():
+  attributes = json.dumps({"segments": [{"action": "turn"}, {"action": "idle"}, {"action": "punch"},
+                                        {"action": "turn"}]})
+  assert action_checks.named_actions("a man rotates left and then jabs twice.", attributes) == [
+      ("turn", True), ("punch", True)]
+  assert action_checks.named_actions("a person walks forward.", attributes) == [
+      ("turn", False), ("punch", False)]
+  assert action_checks.named_actions("a person walks forward.", "") == []
