@@ -13,7 +13,9 @@ compilation:
   * ms per latent: median time between later chunks of `stream_motion` (one cached
     decode step of both branches, the flow ODE with CFG, the exit head, one VAE
     decode_step and the host sync that hands the 4 frames to the caller);
-  * of which flow ODE: `flow_head.sample` alone (CFG) on B random conditions;
+  * of which flow ODE: `flow_head.sample` alone (CFG) on B random conditions, and
+    beside it the reference ODE that runs the whole head (conditioning included)
+    at every step, timed alternately;
   * fused: `generate_motion` (one jitted while_loop, no VAE) total / latents.
 Frames/s = 4 * batch / (s per latent); real time at 20 fps needs 5 latents/s per clip.
 Prints a table and writes the bench_t2m_streaming section of BENCHMARKS.md.
@@ -108,13 +110,25 @@ def main(argv):
                                h_uncond=h_uncond, cfg_scale=_CFG_SCALE.value,
                                steps=_FLOW_STEPS.value)
 
+      @jax.jit
+      def flow_ode_stepwise(head_params, h, h_uncond):
+        """The same ODE with the whole head (conditioning included) run at every step."""
+        head = nnx.merge(head_graphdef, head_params)
+        x0 = jax.random.normal(jax.random.key(0), h.shape[:-1] + (head.latent_dim,))
+        velocity = flow_lib.guided_velocity(head, h, h_uncond, _CFG_SCALE.value)
+        return flow_lib.integrate(velocity, x0, steps=_FLOW_STEPS.value)
+
       h = jax.random.normal(jax.random.key(2), (batch, llama.dim))
-      flow_ode(head_params, h, h + 1).block_until_ready()
-      ode_times = []
-      for _ in range(5):
-        start = time.perf_counter()
-        flow_ode(head_params, h, h + 1).block_until_ready()
-        ode_times.append(time.perf_counter() - start)
+      ode_times = {}
+      for fn in (flow_ode, flow_ode_stepwise):
+        fn(head_params, h, h + 1).block_until_ready()
+        ode_times[fn] = []
+      for _ in range(5):  # alternating, so both see the same machine load
+        for fn in (flow_ode, flow_ode_stepwise):
+          start = time.perf_counter()
+          fn(head_params, h, h + 1).block_until_ready()
+          ode_times[fn].append(time.perf_counter() - start)
+      ode_ms = {fn: 1e3 * np.median(t) for fn, t in ode_times.items()}
 
       _timed_stream(model, vae, prompts, stats, kw)  # compiles
       first, steps = _timed_stream(model, vae, prompts, stats, kw)
@@ -130,7 +144,9 @@ def main(argv):
       fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
       rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | "
                   f"{1e3 * np.median(prefill_times):.1f} | {1e3 * first:.0f} | "
-                  f"{1e3 * per_latent:.1f} | {1e3 * np.median(ode_times):.1f} | {fps:,.0f} | "
+                  f"{1e3 * per_latent:.1f} | {ode_ms[flow_ode]:.1f} | "
+                  f"{ode_ms[flow_ode_stepwise]:.1f} ({ode_ms[flow_ode_stepwise] / ode_ms[flow_ode]:.1f}x) | "
+                  f"{fps:,.0f} | "
                   f"{fps / batch / 20:.1f}x | "
                   f"{1e3 * fused:.1f} |")
       print(rows[-1], flush=True)
@@ -151,16 +167,18 @@ def main(argv):
       "First frames: prefill + first latent + VAE step. ms per latent: median over the "
       f"later {_LATENTS.value - 1} chunks of `stream_motion` (cached decode step + flow ODE + "
       "exit head + VAE `decode_step` + host sync); of which flow ODE: `flow_head.sample` alone "
-      "(CFG, median of 5). Fused: `generate_motion`'s single jitted "
+      "(CFG, median of 5; conditioning half of the head run once for all steps), and the same "
+      "ODE running the whole head at every step (the reference `integrate(guided_velocity)`), "
+      "timed alternately. Fused: `generate_motion`'s single jitted "
       "loop, no VAE, per latent. Real time: frames/s per clip over 20 fps (HumanML3D).",
       "",
       f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, load "
       f"average at the end {load[0]:.1f}.",
       "",
       "| model | batch | prefill ms | first frames ms | ms per latent (stream) | "
-      "of which flow ODE | "
+      "of which flow ODE | flow ODE, whole head per step | "
       "frames/s (all clips) | x real time per clip | ms per latent (fused) |",
-      "|---|---|---|---|---|---|---|---|---|",
+      "|---|---|---|---|---|---|---|---|---|---|",
       *rows,
   ])
   print(table)

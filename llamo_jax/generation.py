@@ -167,9 +167,8 @@ def _sample(model: llamo_lib.LLaMo, h: jax.Array, keys: jax.Array, count: jax.Ar
   c = model.config.latent_dim
   step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, count)
   x0 = knobs.temperature * jax.vmap(lambda k: jax.random.normal(k, (c,)))(step_keys)
-  velocity = flow_lib.guided_velocity(model.flow_head, h[:b], h[b:] if static.guided else None,
-                                      knobs.cfg_scale)
-  return flow_lib.integrate(velocity, x0, steps=static.flow_steps, method=static.method)
+  return flow_lib.integrate_head(model.flow_head, h[:b], x0, h_uncond=h[b:] if static.guided else None,
+                                 cfg_scale=knobs.cfg_scale, steps=static.flow_steps, method=static.method)
 
 
 def _start(model: llamo_lib.LLaMo, prompt: PromptBatch, keys: jax.Array, knobs: _Knobs,

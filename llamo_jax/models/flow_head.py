@@ -76,15 +76,20 @@ class ResBlock(nnx.Module):
     self.fc2 = Linear(width, width, rngs=rngs)
     self.modulation = Linear(width, 3 * width, rngs=rngs, init="zeros")
 
-  def __call__(self, x: jax.Array, c: jax.Array) -> jax.Array:
-    shift, scale, gate = jnp.split(self.modulation(jax.nn.silu(c)), 3, axis=-1)
+  def __call__(self, x: jax.Array, mod: jax.Array) -> jax.Array:
+    """x [...,W]; mod [...,3W] = modulation(silu(c)): shift | scale | gate."""
+    shift, scale, gate = jnp.split(mod, 3, axis=-1)
     y = _layer_norm(x) * (1 + scale) + shift
     y = self.fc2(jax.nn.silu(self.fc1(y)))
     return x + gate * y
 
 
 class FlowHead(nnx.Module):
-  """Velocity field f(x_t [...,C], t [...], h [...,D]) -> v [...,C] (float32)."""
+  """Velocity field f(x_t [...,C], t [...], h [...,D]) -> v [...,C] (float32).
+
+  f = velocity(x_t, modulations(condition(t, h))): the conditioning half does not
+  depend on x_t, so the ODE sampler runs it once for all steps (`integrate_head`).
+  """
 
   def __init__(self, latent_dim: int, cond_dim: int, width: int, depth: int, *,
                rngs: nnx.Rngs):
@@ -97,15 +102,27 @@ class FlowHead(nnx.Module):
     self.final_modulation = Linear(width, 2 * width, rngs=rngs, init="zeros")
     self.out_proj = Linear(width, latent_dim, rngs=rngs, init="zeros")
 
-  def __call__(self, x: jax.Array, t: jax.Array, h: jax.Array) -> jax.Array:
+  def time_embedding(self, t: jax.Array) -> jax.Array:
+    """t [...] -> [...,W]."""
+    return self.time_fc2(jax.nn.silu(self.time_fc1(timestep_features(t))))
+
+  def modulations(self, c: jax.Array) -> tuple[jax.Array, ...]:
+    """Conditioning vector c [...,W] -> (per block [...,3W]..., final [...,2W])."""
+    c = jax.nn.silu(c)
+    return tuple(block.modulation(c) for block in self.blocks) + (self.final_modulation(c),)
+
+  def velocity(self, x: jax.Array, mods: Sequence[jax.Array]) -> jax.Array:
+    """x [...,C] with the `modulations` of its (t, h) -> v [...,C]."""
     if x.shape[-1] != self.latent_dim:
       raise ValueError(f"FlowHead input has {x.shape[-1]} channels; expected {self.latent_dim}.")
-    c = self.time_fc2(jax.nn.silu(self.time_fc1(timestep_features(t)))) + self.cond_proj(h)
     y = self.in_proj(x)
-    for block in self.blocks:
-      y = block(y, c)
-    shift, scale = jnp.split(self.final_modulation(jax.nn.silu(c)), 2, axis=-1)
+    for block, mod in zip(self.blocks, mods):
+      y = block(y, mod)
+    shift, scale = jnp.split(mods[-1], 2, axis=-1)
     return self.out_proj(_layer_norm(y) * (1 + scale) + shift)
+
+  def __call__(self, x: jax.Array, t: jax.Array, h: jax.Array) -> jax.Array:
+    return self.velocity(x, self.modulations(self.time_embedding(t) + self.cond_proj(h)))
 
 
 def flow_loss(head: FlowHead, z: jax.Array, h: jax.Array, mask: jax.Array, rng: jax.Array,
@@ -168,10 +185,49 @@ def guided_velocity(head: FlowHead, h: jax.Array, h_uncond: jax.Array | None = N
   return velocity
 
 
+def integrate_head(head: FlowHead, h: jax.Array, x0: jax.Array, *, h_uncond: jax.Array | None = None,
+                   cfg_scale: float = 1.0, steps: int = 50, method: str = "euler") -> jax.Array:
+  """`integrate(guided_velocity(head, h, h_uncond, cfg_scale), x0, ...)`, faster.
+
+  The conditioning half of the head (time embedding, condition projection and
+  every adaLN modulation) runs once, batched over the steps+1 grid times, before
+  the loop; each ODE step then runs only the x path. For a 1-token decode step
+  this removes most of the weight reads per step (the modulations are 3W x W per
+  block against 2W x W for the MLP). Extra memory: (steps+1) x rows x (3*depth+2)*W
+  floats. h [...,D], x0 [...,C] -> x(1) [...,C].
+  """
+  if method not in METHODS:
+    raise ValueError(f"ODE method {method!r} is not one of {METHODS}.")
+  if steps < 1:
+    raise ValueError(f"ODE steps must be >= 1, got {steps}.")
+  guided = h_uncond is not None
+  if guided:
+    if h_uncond.shape != h.shape:
+      raise ValueError(f"h_uncond {h_uncond.shape} and h {h.shape} must have the same shape.")
+    h = jnp.stack([h, h_uncond])
+  dt = 1.0 / steps
+  t = jnp.arange(steps + 1, dtype=jnp.float32) * dt                   # the grid of `integrate`
+  temb = head.time_embedding(t).reshape((steps + 1,) + (1,) * (h.ndim - 1) + (-1,))
+  mods = head.modulations(temb + head.cond_proj(h)[None])             # each [S+1,(2),...,kW]
+
+  def velocity(x, i):
+    v = head.velocity(jnp.stack([x, x]) if guided else x, [m[i] for m in mods])
+    return v[1] + cfg_scale * (v[0] - v[1]) if guided else v
+
+  def body(i, x):
+    v1 = velocity(x, i)
+    if method == "euler":
+      return x + dt * v1
+    v2 = velocity(x + dt * v1, i + 1)
+    return x + 0.5 * dt * (v1 + v2)
+
+  return jax.lax.fori_loop(0, steps, body, x0.astype(jnp.float32))
+
+
 def sample(head: FlowHead, h: jax.Array, rng: jax.Array, *, h_uncond: jax.Array | None = None,
            cfg_scale: float = 1.0, steps: int = 50, method: str = "euler",
            temperature: float = 1.0) -> jax.Array:
   """Draws latents z [...,C] given h [...,D]: x0 = temperature * N(0,I), then the ODE."""
   x0 = temperature * jax.random.normal(rng, h.shape[:-1] + (head.latent_dim,))
-  return integrate(guided_velocity(head, h, h_uncond, cfg_scale), x0, steps=steps,
-                   method=method)
+  return integrate_head(head, h, x0, h_uncond=h_uncond, cfg_scale=cfg_scale, steps=steps,
+                        method=method)

@@ -98,3 +98,19 @@ def test_heun_beats_euler_on_a_known_linear_flow():
   np.testing.assert_allclose(fh.integrate(velocity, x0, steps=1), x0 + a * x0, rtol=1e-6)
   with pytest.raises(ValueError, match="rk4"):
     fh.integrate(velocity, x0, method="rk4")
+
+
+@pytest.mark.parametrize("method", ["euler", "heun"])
+@pytest.mark.parametrize("guided", [False, True])
+def test_integrate_head_equals_integrating_the_head_step_by_step(method, guided):
+  head = fh.FlowHead(3, 4, 16, 2, rngs=nnx.Rngs(0))
+  state = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(jax.random.key(x.size), x.shape),
+                       nnx.state(head, nnx.Param))
+  nnx.update(head, state)
+  h, hu = jax.random.normal(jax.random.key(1), (2, 2, 5, 4))
+  x0 = jax.random.normal(jax.random.key(2), (2, 5, 3))
+  kw = dict(h_uncond=hu if guided else None, cfg_scale=2.5 if guided else 1.0)
+  reference = fh.integrate(fh.guided_velocity(head, h, **kw), x0, steps=7, method=method)
+  fast = jax.jit(lambda: fh.integrate_head(head, h, x0, steps=7, method=method, **kw))()
+  np.testing.assert_allclose(fast, reference, atol=1e-5)
+  assert np.abs(reference - x0).max() > 1e-2  # the flow moved the points
