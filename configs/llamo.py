@@ -99,8 +99,8 @@ def get_config(arg=None):
   config.grad_accum_steps = 1
 
   config.sampling = ml_collections.ConfigDict(dict(
-      prompts=PROMPTS, expect=EXPECT, num_captions=6, max_latents=40, flow_steps=25 if demo else 50,
-      method="euler",
+      prompts=PROMPTS, expect=EXPECT, samples_per_prompt=4, num_captions=12, max_latents=40,
+      flow_steps=25 if demo else 50, method="euler",
       cfg_scale=2.5, temperature=1.0, exit_threshold=0.5, max_caption_tokens=40))
   config.log_every = 25 if demo else 100
   config.eval_every = 1050 if demo else 10_000

@@ -181,8 +181,9 @@ class LLaMoTask(base.Task):
   def write_samples(self, model, step: int, writer: Any) -> dict[str, float]:
     """T2M for config.sampling.prompts and captions of the first held-out motions.
 
-    Writes WORKDIR/samples/step_N/: t2m_I.npy (joints [T,22,3]), t2m_I.gif, t2m.json (per
-    prompt: frames and, with config.sampling.expect, the action check of eval/action_checks.py),
+    Writes WORKDIR/samples/step_N/: t2m_I.npy (joints [T,22,3]) and t2m_I.gif of the first
+    sample of prompt I, t2m.json (every sample, config.sampling.samples_per_prompt per prompt:
+    frames and, with config.sampling.expect, the action check of eval/action_checks.py),
     captions.json (generated, references, actions named); logs filmstrips, captions and
     t2m_prompt_adherence / m2t_action_recall to TensorBoard.
     """
@@ -193,26 +194,30 @@ class LLaMoTask(base.Task):
     out.mkdir(parents=True, exist_ok=True)
     metrics = {}
     # Text to motion.
-    prompts = list(s.prompts)
+    prompts, n_per = list(s.prompts), int(s.get("samples_per_prompt", 1))
     if prompts:
-      tokens = [sequences.t2m_prompt(self.tokenizer, p, self.bom) for p in prompts]
+      expect = list(s.get("expect", ()))
+      if expect and len(expect) != len(prompts):
+        raise ValueError(f"config.sampling.expect has {len(expect)} entries for {len(prompts)} prompts; "
+                         "give one per prompt or none.")
+      # Sample j of prompt i is row j * len(prompts) + i; sample 0 of each is rendered.
+      tokens = [sequences.t2m_prompt(self.tokenizer, p, self.bom) for p in prompts] * n_per
       latents, lengths = generation.generate_motion(
           model, tokens, jax.random.key(step), max_latents=s.max_latents, cfg_scale=s.cfg_scale,
           flow_steps=s.flow_steps, method=s.method, temperature=s.temperature,
           exit_threshold=s.exit_threshold)
       feats = generation.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
                                         self.latent_mean, self.latent_std)
-      expect = list(s.get("expect", ()))
-      if expect and len(expect) != len(prompts):
-        raise ValueError(f"config.sampling.expect has {len(expect)} entries for {len(prompts)} prompts; "
-                         "give one per prompt or none.")
       images, report = {}, []
-      for i, (prompt, f) in enumerate(zip(prompts, feats)):
+      for row, f in enumerate(feats):
+        i, j = row % len(prompts), row // len(prompts)
         joints = self.representation.to_joints(f * self.vae_task.std + self.vae_task.mean)
-        np.save(out / f"t2m_{i}.npy", joints)
-        render.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps, caption=prompt)
-        images[f"t2m/{i}"] = render.render_frames_image(joints, prompt)[None]
-        entry = {"prompt": prompt, "frames": int(joints.shape[0])}
+        if j == 0:
+          np.save(out / f"t2m_{i}.npy", joints)
+          render.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps,
+                               caption=prompts[i])
+          images[f"t2m/{i}"] = render.render_frames_image(joints, prompts[i])[None]
+        entry = {"prompt": prompts[i], "sample": j, "frames": int(joints.shape[0])}
         if expect:
           entry.update(expect=expect[i], **action_checks.check(joints, self.representation.fps, expect[i]))
         report.append(entry)

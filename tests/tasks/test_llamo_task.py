@@ -50,6 +50,7 @@ def shrink(config, root):
                      "max_checkpoints": 5, "async_checkpoints": False,
                      "sampling.prompts": ("a person walks forward.", "a person jumps."),
                      "sampling.expect": ("walk direction=forward", "jump count=1"),
+                     "sampling.samples_per_prompt": 2,
                      "sampling.max_latents": 4, "sampling.flow_steps": 2, "sampling.num_captions": 2,
                      "sampling.max_caption_tokens": 4})
   return config
@@ -86,7 +87,8 @@ def test_pipeline_outputs(demo):
     assert joints.ndim == 3 and joints.shape[1:] == (22, 3) and np.isfinite(joints).all()
     assert (samples / f"t2m_{i}.gif").stat().st_size > 0
   checks = json.loads((samples / "t2m.json").read_text())
-  assert [c["expect"] for c in checks] == ["walk direction=forward", "jump count=1"]
+  assert [(c["expect"], c["sample"]) for c in checks] == [
+      ("walk direction=forward", 0), ("jump count=1", 0), ("walk direction=forward", 1), ("jump count=1", 1)]
   assert all(isinstance(c["ok"], bool) and "distance" in c["measured"] for c in checks)
   captions = json.loads((samples / "captions.json").read_text())
   assert len(captions) == 2 and all(c["references"] and c["named_actions"] for c in captions)
