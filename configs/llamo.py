@@ -54,7 +54,10 @@ def get_config(arg=None):
       latent_dim=0,                                   # 0: the VAE's
       split="all", text_capacity=None, motion_capacity=None,
       flow_width=128 if demo else 1024, flow_depth=2 if demo else 3, k_t=4,
-      sigma_tf=0.1, lambda_text=1.0, lambda_exit=0.1, cfg_dropout=0.1))
+      # Teacher-forcing noise on input latents: the paper's N(0, 0.01); the tiny demo model
+      # leans on the motion history unless the noise is larger (measured on the demo: prompt
+      # adherence 0.40 at 0.1, 0.55 at 0.3, 0.60 at 0.5; CFG 2.5, 20 samples each).
+      sigma_tf=0.5 if demo else 0.1, lambda_text=1.0, lambda_exit=0.1, cfg_dropout=0.1))
   # Run-time overrides of the pretrained LlamaConfig (not its architecture).
   config.model.llama = ml_collections.ConfigDict(dict(
       dtype="float32" if demo else "bfloat16", scan_layers=True,
@@ -75,7 +78,7 @@ def get_config(arg=None):
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", lr=1e-4, warmup_steps=20 if demo else 2000, end_lr_frac=0.1, b1=0.9, b2=0.95,
       eps=1e-8, weight_decay=0.01 if not demo else 0.0, grad_clip=1.0))
-  steps = {"align": 300, "joint": 600, "anneal": 150} if demo else (
+  steps = {"align": 200, "joint": 1200, "anneal": 150} if demo else (
       {"align": 100_000, "joint": 200_000, "anneal": 50_000} if paper else
       {"align": 2000, "joint": 4000, "anneal": 1000})
   config.stage_order = ("align", "joint", "anneal")
@@ -103,7 +106,7 @@ def get_config(arg=None):
       flow_steps=25 if demo else 50, method="euler",
       cfg_scale=2.5, temperature=1.0, exit_threshold=0.5, max_caption_tokens=40))
   config.log_every = 25 if demo else 100
-  config.eval_every = 1050 if demo else 10_000
+  config.eval_every = 1550 if demo else 10_000
   config.eval_batches = 2 if demo else 20
   config.checkpoint_every = 150 if demo else 5000
   config.max_checkpoints = 2
