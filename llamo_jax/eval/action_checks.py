@@ -54,6 +54,15 @@ def parse(expect: str) -> tuple[str, dict[str, str]]:
   return action, spec
 
 
+def check_expectations(prompts: list[str], expect: list[str]) -> None:
+  """Fails fast on a config whose expectations are malformed or not one per prompt (or none)."""
+  if expect and len(expect) != len(prompts):
+    raise ValueError(f"config.sampling.expect has {len(expect)} entries for {len(prompts)} prompts; "
+                     "give one per prompt or none.")
+  for e in expect:
+    parse(e)
+
+
 def check(joints: np.ndarray, fps: float, expect: str) -> dict[str, Any]:
   """Measures joints [T,22,3] for the expectation's action -> {"ok", "failed", "measured"}."""
   action, spec = parse(expect)

@@ -73,6 +73,9 @@ class LLaMoTask(base.Task):
     from llamo_jax import encode_motion  # pylint: disable=g-import-not-at-top
     from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
     cfg = self.config
+    if cfg.get("sampling", None):  # before any training, not at the first evaluation
+      action_checks.check_expectations(list(cfg.sampling.prompts),
+                                       list(cfg.sampling.get("expect", ())))
     pretrained_dir = cfg.base.pretrained
     if not pretrained_dir:
       raise ValueError("config.base.pretrained is empty: point it at a pretrained dir "
@@ -196,10 +199,7 @@ class LLaMoTask(base.Task):
     # Text to motion.
     prompts, n_per = list(s.prompts), int(s.get("samples_per_prompt", 1))
     if prompts:
-      expect = list(s.get("expect", ()))
-      if expect and len(expect) != len(prompts):
-        raise ValueError(f"config.sampling.expect has {len(expect)} entries for {len(prompts)} prompts; "
-                         "give one per prompt or none.")
+      expect = list(s.get("expect", ()))  # validated in prepare
       # Sample j of prompt i is row j * len(prompts) + i; sample 0 of each is rendered.
       tokens = [sequences.t2m_prompt(self.tokenizer, p, self.bom) for p in prompts] * n_per
       latents, lengths = generation.generate_motion(

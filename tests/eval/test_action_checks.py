@@ -63,3 +63,12 @@ def test_named_actions():
   assert action_checks.named_actions("a person walks forward.", attributes) == [
       ("turn", False), ("punch", False)]
   assert action_checks.named_actions("a person walks forward.", "") == []
+
+
+def test_check_expectations_fails_fast():
+  action_checks.check_expectations(["a", "b"], ["jump count=1", "wave side=right"])
+  action_checks.check_expectations(["a", "b"], [])
+  with pytest.raises(ValueError, match="2 entries for 1 prompts"):
+    action_checks.check_expectations(["a"], ["jump", "wave"])
+  with pytest.raises(ValueError, match="unknown action 'dance'"):
+    action_checks.check_expectations(["a"], ["dance"])
