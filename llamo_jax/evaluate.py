@@ -89,7 +89,7 @@ def main(argv):
   out.write_text(json.dumps(result, indent=2))
   shown = result.get("summary", result)
   for key, value in shown.items():
-    print(f"{key:>20s}  {value:.4g}" if isinstance(value, float) else f"{key:>20s}  {value}")
+    print(f"{key:>24s}  {value:.4g}" if isinstance(value, float) else f"{key:>24s}  {value}")
   print(f"wrote {out}")
 
 

@@ -7,6 +7,9 @@
                  (m/s^3); peak_jerk = max_t j_t, auj (area under jerk) = sum_t j_t / fps.
   foot_skating   fraction of frames where a toe joint (10 or 11) is below 5 cm in this
                  frame and the next and moves horizontally faster than 0.5 m/s.
+  mpjpe by frame window (over a set of clips): MPJPE of all frames whose index lies in
+                 [a, a + window), the drift curve of a model whose root is integrated
+                 from velocities.
 """
 from __future__ import annotations
 
@@ -66,6 +69,23 @@ def foot_skating_ratio(joints: np.ndarray, fps: float, height: float = 0.05, spe
   low = (toes[:-1, :, 1] < height) & (toes[1:, :, 1] < height)
   horizontal = np.linalg.norm(np.diff(toes[:, :, [0, 2]], axis=0), axis=-1) * fps
   return float(np.any(low & (horizontal > speed), axis=-1).mean())
+
+
+def mpjpe_by_window_mm(preds: list[np.ndarray], targets: list[np.ndarray], window: int
+                       ) -> dict[str, float]:
+  """{"mpjpe_mm_frames_A_B": MPJPE over the frames A..B of every clip that has them}.
+
+  preds, targets: per clip [T_i,22,3]; windows [0, window), [window, 2 window), ... up to
+  the longest clip (the last one may hold fewer clips).
+  """
+  longest = max(len(t) for t in targets)
+  total, count = np.zeros(longest), np.zeros(longest)
+  for p, t in zip(preds, targets):
+    total[:len(t)] += np.linalg.norm(p - t, axis=-1).mean(-1)
+    count[:len(t)] += 1
+  return {f"mpjpe_mm_frames_{a}_{min(a + window, longest) - 1}":
+          float(1000.0 * total[a:a + window].sum() / count[a:a + window].sum())
+          for a in range(0, longest, window)}
 
 
 def reconstruction_metrics(pred: np.ndarray, target: np.ndarray, fps: float) -> dict[str, float]:

@@ -67,7 +67,8 @@ class MotionVAETask(base.Task):
                      max_batches: int | None = None) -> tuple[dict[str, float], list[dict[str, float]]]:
     """Reconstruction metrics over a whole split, one pass, clips cropped to `max_len` frames.
 
-    Returns (mean metrics incl. latent statistics, per-clip metrics).
+    Returns (mean metrics incl. latent statistics and the MPJPE per 64-frame window of
+    frame positions, where root drift shows; per-clip metrics).
     """
     eval_config = self.config.copy_and_resolve_references()
     with eval_config.unlocked():
@@ -76,11 +77,13 @@ class MotionVAETask(base.Task):
       eval_config.data.random_length = False
     loader = motion_pipeline.make_motion_loader(
         eval_config, split, seed=0, process_index=0, process_count=1, num_epochs=1)
-    per_clip, latents = [], []
+    per_clip, latents, all_preds, all_targets = [], [], [], []
     for i, batch in enumerate(loader):
       if max_batches is not None and i >= max_batches:
         break
       preds, targets = self.reconstruct_joints(model, batch["features"], batch["length"])
+      all_preds += preds
+      all_targets += targets
       z = np.asarray(_encode(model, jnp.asarray(batch["features"]), jnp.asarray(batch["length"])))
       for j, (p, t) in enumerate(zip(preds, targets)):
         per_clip.append(dict(motion_metrics.reconstruction_metrics(p, t, self.representation.fps),
@@ -90,6 +93,7 @@ class MotionVAETask(base.Task):
       raise ValueError(f"split {split!r} of {self.config.data.path} has no examples.")
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, float)]
     summary = {k: float(np.mean([m[k] for m in per_clip])) for k in numeric}
+    summary.update(motion_metrics.mpjpe_by_window_mm(all_preds, all_targets, 64))
     summary.update(latent_statistics(latents), clips=float(len(per_clip)))
     return summary, per_clip
 

@@ -51,6 +51,8 @@ def test_train_resume_evaluate_encode(vae_data, tmp_path):
   summary, per_clip = task.evaluate_split(model, "val", max_len=48)
   assert summary["clips"] == len(per_clip) > 0
   assert summary["mpjpe_mm"] > 0 and summary["latent_dims"] == 32
+  windows = [k for k in summary if k.startswith("mpjpe_mm_frames_")]
+  assert windows and windows[0].startswith("mpjpe_mm_frames_0_") and summary[windows[0]] > 0
 
   from llamo_jax import encode_motion
   out = encode_motion.encode_dataset(task, model, vae_data["records"], tmp_path / "latents", "tiny_latents")
