@@ -18,8 +18,13 @@ import numpy as np
 TOES = (10, 11)
 
 
+def frame_errors(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+  """[T,J,3] x2 -> [T] mean joint position error per frame, metres."""
+  return np.linalg.norm(pred - target, axis=-1).mean(-1)
+
+
 def mpjpe_mm(pred: np.ndarray, target: np.ndarray) -> float:
-  return float(1000.0 * np.linalg.norm(pred - target, axis=-1).mean())
+  return float(1000.0 * frame_errors(pred, target).mean())
 
 
 def procrustes_align(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -71,18 +76,17 @@ def foot_skating_ratio(joints: np.ndarray, fps: float, height: float = 0.05, spe
   return float(np.any(low & (horizontal > speed), axis=-1).mean())
 
 
-def mpjpe_by_window_mm(preds: list[np.ndarray], targets: list[np.ndarray], window: int
-                       ) -> dict[str, float]:
+def mpjpe_by_window_mm(errors: list[np.ndarray], window: int) -> dict[str, float]:
   """{"mpjpe_mm_frames_A_B": MPJPE over the frames A..B of every clip that has them}.
 
-  preds, targets: per clip [T_i,22,3]; windows [0, window), [window, 2 window), ... up to
-  the longest clip (the last one may hold fewer clips).
+  errors: per clip, its `frame_errors` [T_i]; windows [0, window), [window, 2 window), ...
+  up to the longest clip (the last one may hold fewer clips).
   """
-  longest = max(len(t) for t in targets)
+  longest = max(len(e) for e in errors)
   total, count = np.zeros(longest), np.zeros(longest)
-  for p, t in zip(preds, targets):
-    total[:len(t)] += np.linalg.norm(p - t, axis=-1).mean(-1)
-    count[:len(t)] += 1
+  for e in errors:
+    total[:len(e)] += e
+    count[:len(e)] += 1
   return {f"mpjpe_mm_frames_{a}_{min(a + window, longest) - 1}":
           float(1000.0 * total[a:a + window].sum() / count[a:a + window].sum())
           for a in range(0, longest, window)}

@@ -77,13 +77,12 @@ class MotionVAETask(base.Task):
       eval_config.data.random_length = False
     loader = motion_pipeline.make_motion_loader(
         eval_config, split, seed=0, process_index=0, process_count=1, num_epochs=1)
-    per_clip, latents, all_preds, all_targets = [], [], [], []
+    per_clip, latents, errors = [], [], []
     for i, batch in enumerate(loader):
       if max_batches is not None and i >= max_batches:
         break
       preds, targets = self.reconstruct_joints(model, batch["features"], batch["length"])
-      all_preds += preds
-      all_targets += targets
+      errors += [motion_metrics.frame_errors(p, t) for p, t in zip(preds, targets)]
       z = np.asarray(_encode(model, jnp.asarray(batch["features"]), jnp.asarray(batch["length"])))
       for j, (p, t) in enumerate(zip(preds, targets)):
         per_clip.append(dict(motion_metrics.reconstruction_metrics(p, t, self.representation.fps),
@@ -93,7 +92,7 @@ class MotionVAETask(base.Task):
       raise ValueError(f"split {split!r} of {self.config.data.path} has no examples.")
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, float)]
     summary = {k: float(np.mean([m[k] for m in per_clip])) for k in numeric}
-    summary.update(motion_metrics.mpjpe_by_window_mm(all_preds, all_targets, 64))
+    summary.update(motion_metrics.mpjpe_by_window_mm(errors, 64))
     summary.update(latent_statistics(latents), clips=float(len(per_clip)))
     return summary, per_clip
 

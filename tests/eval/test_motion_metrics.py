@@ -56,6 +56,6 @@ def test_mpjpe_by_window_weights_frames_and_covers_the_longest_clip():
   pred = [t.copy() for t in target]
   pred[0][:, :, 0] = 0.001 * np.arange(5)[:, None]  # a drift of 1 mm per frame
   pred[1][:, :, 0] = 0.010                          # 10 mm everywhere
-  windows = mm.mpjpe_by_window_mm(pred, target, 2)
+  windows = mm.mpjpe_by_window_mm([mm.frame_errors(p, t) for p, t in zip(pred, target)], 2)
   assert list(windows) == ["mpjpe_mm_frames_0_1", "mpjpe_mm_frames_2_3", "mpjpe_mm_frames_4_4"]
   np.testing.assert_allclose(list(windows.values()), [(0 + 1 + 10 + 10) / 4, (2 + 3 + 10) / 3, 4.0])
