@@ -34,12 +34,15 @@ def main(argv):
   del argv
   from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
   base = _CONFIG.value
+  base.total_steps = _STEPS.value  # before copying: a staged config (:tiny's curriculum) rescales its stages
+  schedule = ", then ".join(
+      f"{s.end - s.start} steps of {s.settings.get('data', {}).get('max_len', base.data.max_len)}-frame crops"
+      for s in trainer.stage_plan(base))
   rows, gt = [], None
   for name, overrides in VARIANTS.items():
     config = base.copy_and_resolve_references()
     with config.unlocked():
       config.model.update(overrides)
-      config.total_steps = _STEPS.value
       config.eval_every = 0
       config.checkpoint_every = _STEPS.value
     workdir = pathlib.Path(_WORKDIR.value) / name.replace(" ", "_").replace("[", "").replace("]", "").replace(",", "")
@@ -56,8 +59,8 @@ def main(argv):
   table = "\n".join([
       "## Motion VAE ablation: latent size and FSQ (bench/bench_vae_ablation.py)",
       "",
-      f"`python {' '.join(sys.argv)}`: each variant trained {_STEPS.value} steps (batch {base.data.batch_size} x "
-      f"{base.data.max_len} frames, width {base.model.width}) on the synthetic corpus "
+      f"`python {' '.join(sys.argv)}`: each variant trained {_STEPS.value} steps at batch "
+      f"{base.data.batch_size} ({schedule}; width {base.model.width}) on the synthetic corpus "
       f"({base.data.corpus.num_motions} clips, {base.data.representation}), evaluated on the whole test split "
       f"(clips up to 196 frames). Ground truth: peak jerk {gt['peak_jerk_gt']:.4g}, AUJ {gt['auj_gt']:.4g}, "
       f"foot skating {gt['foot_skating_gt']:.3g}. Frames/s: training throughput over the last log interval.",

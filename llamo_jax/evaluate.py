@@ -6,7 +6,8 @@
 Split mode writes DIR/eval_{split}_step{N}.json (summary + per-clip metrics) and prints the
 summary. Motion mode reconstructs one motion (joints [T,22,3] or features of the config's
 representation in .npy, or a .bvh), prints its metrics and writes a side-by-side animation
-(input left, reconstruction right) next to the JSON.
+(input left, reconstruction right; --render_format=gif|mp4) or a filmstrip (input above,
+reconstruction below; png) next to the JSON.
 """
 from __future__ import annotations
 
@@ -51,9 +52,12 @@ def evaluate_motion(task, model, path: pathlib.Path, out_dir: pathlib.Path, fmt:
   t = len(features) - len(features) % 4
   preds, targets = task.reconstruct_joints(model, features[None, :t], np.array([t]))
   metrics = motion_metrics.reconstruction_metrics(preds[0], targets[0], rep.fps)
-  video = out_dir / f"recon_{path.stem}.{fmt}"
-  render.render_grid([targets[0], preds[0]], video, captions=["input", "reconstruction"], fps=rep.fps)
-  return dict(metrics, motion=str(path), frames=t, video=str(video))
+  rendered = out_dir / f"recon_{path.stem}.{fmt}"
+  if fmt == "png":
+    render.save_image(render.stacked_frames_image([targets[0], preds[0]], ["input", "reconstruction"]), rendered)
+  else:
+    render.render_grid([targets[0], preds[0]], rendered, captions=["input", "reconstruction"], fps=rep.fps)
+  return dict(metrics, motion=str(path), frames=t, rendered=str(rendered))
 
 
 def define_flags() -> None:
@@ -65,7 +69,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("max_len", 196, "Frames per clip evaluated (longer clips are cropped).")
   flags.DEFINE_integer("max_batches", None, "Stop after this many batches (default: all).")
   flags.DEFINE_string("motion", None, "Reconstruct this one motion file (.npy or .bvh) instead.")
-  flags.DEFINE_enum("render_format", "gif", ["gif", "mp4"], "Animation format in --motion mode.")
+  flags.DEFINE_enum("render_format", "gif", ["gif", "mp4", "png"],
+                    "--motion mode: an animation (gif, mp4) or a filmstrip (png).")
   flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -212,6 +212,14 @@ def render_frames_image(joints: np.ndarray, caption: str | None = None, num_fram
   return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
+def stacked_frames_image(clips: Sequence[np.ndarray], captions: Sequence[str | None],
+                         num_frames: int = 5) -> np.ndarray:
+  """Filmstrips of several clips (e.g. input and reconstruction), one row each -> uint8 [H, W, 3]."""
+  if len(clips) != len(captions):
+    raise ValueError(f"stacked_frames_image: {len(clips)} clips but {len(captions)} captions.")
+  return np.concatenate([render_frames_image(j, c, num_frames) for j, c in zip(clips, captions)], axis=0)
+
+
 def save_image(image: np.ndarray, out_path: Union[str, pathlib.Path]) -> pathlib.Path:
   """Writes an RGB uint8 [H, W, 3] image (e.g. a filmstrip) as PNG/JPEG by its suffix."""
   out_path = pathlib.Path(out_path)

@@ -2,7 +2,10 @@
 
 Config keys: model (MotionVAEConfig fields; input_dim is set from the representation),
 loss (VAELossConfig fields), data (the motion pipeline's keys, see llamo_jax/data/pipeline.py),
-eval_batches, eval_renders.
+eval_batches, eval_renders. A staged config (trainer.stage_plan) may give a stage a `data`
+dict that overrides data keys for that stage's training stream, e.g. a length curriculum:
+short crops first, then whole clips (`stages.long.data.max_len=196`). Evaluation always
+reads the base `data` config, so its numbers compare across stages.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from typing import Iterator
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 from flax import nnx
 
@@ -46,7 +50,21 @@ class MotionVAETask(base.Task):
 
   def make_loader(self, split: str, *, seed: int, process_index: int, process_count: int) -> Iterator:
     return motion_pipeline.make_motion_loader(
-        self.config, split, seed=seed, process_index=process_index, process_count=process_count)
+        self.stage_config(), split, seed=seed, process_index=process_index, process_count=process_count)
+
+  def stage_config(self) -> ml_collections.ConfigDict:
+    """The config with the current stage's `data` overrides applied (the config itself if none)."""
+    overrides = self.stage.settings.get("data", None) if self.stage is not None else None
+    if not overrides:
+      return self.config
+    unknown = sorted(set(overrides.keys()) - set(self.config.data.keys()))
+    if unknown:
+      raise ValueError(f"config.stages.{self.stage.name}.data has unknown keys {unknown}; "
+                       f"it may override only config.data keys {sorted(self.config.data.keys())}.")
+    config = self.config.copy_and_resolve_references()
+    with config.unlocked():
+      config.data.update(overrides)
+    return config
 
   def units_per_batch(self, batch):
     return "frames", float(batch["mask"].sum())
@@ -110,8 +128,7 @@ class MotionVAETask(base.Task):
     n_render = self.config.get("eval_renders", 0)
     if n_render and jax.process_index() == 0:
       from llamo_jax.motion import render  # pylint: disable=g-import-not-at-top  (matplotlib)
-      images = {f"recon_vs_gt/{i}": np.concatenate([render.render_frames_image(p, "reconstruction"),
-                                                     render.render_frames_image(t, "ground truth")], axis=0)
+      images = {f"recon_vs_gt/{i}": render.stacked_frames_image([p, t], ["reconstruction", "ground truth"])
                 for i, (p, t) in enumerate(zip(preds[:n_render], targets[:n_render]))}
       writer.write_images(step, {k: v[None] for k, v in images.items()})
     return metrics

@@ -1,8 +1,10 @@
 """The motion VAE end to end on a small synthetic corpus: train, resume, evaluate, encode."""
+import ml_collections
 import numpy as np
 import pytest
 
 from llamo_jax import trainer
+from llamo_jax.data import pipeline as motion_pipeline
 from llamo_jax.data import records
 from helpers import load_config, override, scalars, tags
 
@@ -29,6 +31,7 @@ def tiny_vae_config(data, **overrides):
   config.eval_renders = 1
   config.checkpoint_every = 3
   config.optimizer.warmup_steps = 2
+  config.stages.clips.data.max_len = 64  # the curriculum's second stage: steps 6 of 6
   return override(config, **overrides)
 
 
@@ -48,11 +51,32 @@ def test_train_resume_evaluate_encode(vae_data, tmp_path):
 
   task, model, step = trainer.restore_for_eval(tiny_vae_config(vae_data), straight)
   assert step == 6
+  # The last stage trains on its own (longer) crops; evaluation keeps data.max_len.
+  assert task.stage.name == "clips"
+  assert next(task.make_loader("train", seed=0, process_index=0, process_count=1))["features"].shape[1] == 64
+  assert next(motion_pipeline.make_motion_loader(task.config, "val", seed=0))["features"].shape[1] == 48
+  task.set_stage(trainer.Stage(1, "clips", 5, 6, task.config.optimizer,
+                               ml_collections.ConfigDict({"data": {"max_length": 96}})))
+  with pytest.raises(ValueError, match=r"stages.clips.data has unknown keys \['max_length'\]"):
+    task.make_loader("train", seed=0, process_index=0, process_count=1)
   summary, per_clip = task.evaluate_split(model, "val", max_len=48)
   assert summary["clips"] == len(per_clip) > 0
   assert summary["mpjpe_mm"] > 0 and summary["latent_dims"] == 32
   windows = [k for k in summary if k.startswith("mpjpe_mm_frames_")]
   assert windows and windows[0].startswith("mpjpe_mm_frames_0_") and summary[windows[0]] > 0
+
+  # evaluate --motion: one clip's joints (.npy) -> its metrics and a filmstrip; a bad shape is named.
+  from llamo_jax import evaluate
+  from PIL import Image
+  joints = np.load(sorted((vae_data["corpus"] / "new_joints").glob("*.npy"))[0])
+  np.save(tmp_path / "clip.npy", joints)
+  result = evaluate.evaluate_motion(task, model, tmp_path / "clip.npy", tmp_path, "png")
+  assert result["mpjpe_mm"] > 0 and result["frames"] > 0 and result["frames"] % 4 == 0
+  width, height = Image.open(result["rendered"]).size
+  assert height > width / 5  # two filmstrips of 5 frames, input above reconstruction
+  np.save(tmp_path / "bad.npy", joints[:, :21])
+  with pytest.raises(ValueError, match=r"shape \(\d+, 21, 3\): expected joints \[T,22,3\]"):
+    evaluate.evaluate_motion(task, model, tmp_path / "bad.npy", tmp_path, "png")
 
   from llamo_jax import encode_motion
   out = encode_motion.encode_dataset(task, model, vae_data["records"], tmp_path / "latents", "tiny_latents")
