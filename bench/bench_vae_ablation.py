@@ -35,9 +35,10 @@ def main(argv):
   from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
   base = _CONFIG.value
   base.total_steps = _STEPS.value  # before copying: a staged config (:tiny's curriculum) rescales its stages
+  plan = trainer.stage_plan(base)
   schedule = ", then ".join(
       f"{s.end - s.start} steps of {s.settings.get('data', {}).get('max_len', base.data.max_len)}-frame crops"
-      for s in trainer.stage_plan(base))
+      for s in plan)
   rows, gt = [], None
   for name, overrides in VARIANTS.items():
     config = base.copy_and_resolve_references()
@@ -63,7 +64,8 @@ def main(argv):
       f"{base.data.batch_size} ({schedule}; width {base.model.width}) on the synthetic corpus "
       f"({base.data.corpus.num_motions} clips, {base.data.representation}), evaluated on the whole test split "
       f"(clips up to 196 frames). Ground truth: peak jerk {gt['peak_jerk_gt']:.4g}, AUJ {gt['auj_gt']:.4g}, "
-      f"foot skating {gt['foot_skating_gt']:.3g}. Frames/s: training throughput over the last log interval.",
+      f"foot skating {gt['foot_skating_gt']:.3g}. Frames/s: training throughput (valid frames) over the "
+      f"last log interval, i.e. of the last stage ({plan[-1].name}).",
       "",
       f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at the end {load[0]:.1f}.",
       "",

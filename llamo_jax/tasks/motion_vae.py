@@ -4,7 +4,7 @@ Config keys: model (MotionVAEConfig fields; input_dim is set from the representa
 loss (VAELossConfig fields), data (the motion pipeline's keys, see llamo_jax/data/pipeline.py),
 eval_batches, eval_renders. A staged config (trainer.stage_plan) may give a stage a `data`
 dict that overrides data keys for that stage's training stream, e.g. a length curriculum:
-short crops first, then whole clips (`stages.long.data.max_len=196`). Evaluation always
+short crops first, then whole clips (`stages.clips.data.max_len=196`). Evaluation always
 reads the base `data` config, so its numbers compare across stages.
 """
 from __future__ import annotations
