@@ -7,9 +7,7 @@ another), evaluates it on the whole test split (clips up to 196 frames), prints 
 MPJPE, PA-MPJPE, root error, peak jerk, area under jerk, foot skating and training
 throughput, and writes it into the bench_vae_ablation section of BENCHMARKS.md.
 """
-import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -56,26 +54,16 @@ def main(argv):
     rows.append(f"| {name} | " + " | ".join(f"{summary[c]:.4g}" for c in COLUMNS)
                 + f" | {train_metrics.get('frames_per_sec', float('nan')):.0f} | {minutes:.1f} |")
     print(rows[-1], flush=True)
-  load = os.getloadavg()
-  table = "\n".join([
-      "## Motion VAE ablation: latent size and FSQ (bench/bench_vae_ablation.py)",
-      "",
+  benchmarks_md.publish(
+      "bench_vae_ablation", "Motion VAE ablation: latent size and FSQ (bench/bench_vae_ablation.py)",
       f"`python {' '.join(sys.argv)}`: each variant trained {_STEPS.value} steps at batch "
       f"{base.data.batch_size} ({schedule}; width {base.model.width}) on the synthetic corpus "
       f"({base.data.corpus.num_motions} clips, {base.data.representation}), evaluated on the whole test split "
       f"(clips up to 196 frames). Ground truth: peak jerk {gt['peak_jerk_gt']:.4g}, AUJ {gt['auj_gt']:.4g}, "
       f"foot skating {gt['foot_skating_gt']:.3g}. Frames/s: training throughput (valid frames) over the "
       f"last log interval, i.e. of the last stage ({plan[-1].name}).",
-      "",
-      f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at the end {load[0]:.1f}.",
-      "",
-      "| variant | MPJPE mm | PA-MPJPE mm | root error mm | peak jerk | AUJ | foot skating | frames/s | train min |",
-      "|---|---|---|---|---|---|---|---|---|",
-      *rows,
-  ])
-  print(table)
-  if _WRITE.value:
-    print(f"wrote {benchmarks_md.write_section('bench_vae_ablation', table)}")
+      ["variant", "MPJPE mm", "PA-MPJPE mm", "root error mm", "peak jerk", "AUJ", "foot skating", "frames/s",
+       "train min"], rows, _WRITE.value)
 
 
 if __name__ == "__main__":

@@ -6,12 +6,9 @@ Random weights (speed only). Streaming = `decode_step` per latent with the per-l
 convolution state carried (jitted once); offline = `decode` of all latents at once.
 Prints a table and writes the bench_vae_streaming section of BENCHMARKS.md.
 """
-import os
-import platform
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app
 from absl import flags
@@ -56,24 +53,14 @@ def main(argv):
                 f"{_BATCH.value * motion_vae.FRAMES_PER_LATENT / per_latent:,.0f} | "
                 f"{total_frames / float(np.median(offline_times)):,.0f} |")
     print(rows[-1], flush=True)
-  load = os.getloadavg()
-  table = "\n".join([
-      "## Motion VAE: streaming decode (bench/bench_vae_streaming.py)",
-      "",
+  benchmarks_md.publish(
+      "bench_vae_streaming", "Motion VAE: streaming decode (bench/bench_vae_streaming.py)",
       f"`python bench/bench_vae_streaming.py --presets={','.join(_PRESETS.value)} --latents={_LATENTS.value} "
       f"--batch={_BATCH.value}`: random weights, fp32, jax {jax.__version__} on {jax.devices()[0].platform}; "
       f"median of {_REPEATS.value}. Streaming: one `decode_step` (4 new frames per clip) per call with the "
       "convolution state carried; offline: one `decode` of all latents.",
-      "",
-      f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at the end {load[0]:.1f}.",
-      "",
-      "| preset | clips | ms per latent (streaming) | frames/s streaming | frames/s offline |",
-      "|---|---|---|---|---|",
-      *rows,
-  ])
-  print(table)
-  if _WRITE.value:
-    print(f"wrote {benchmarks_md.write_section('bench_vae_streaming', table)}")
+      ["preset", "clips", "ms per latent (streaming)", "frames/s streaming", "frames/s offline"], rows,
+      _WRITE.value)
 
 
 if __name__ == "__main__":

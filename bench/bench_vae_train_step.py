@@ -9,7 +9,6 @@ clipping and AdamW, as the trainer runs it. Prints a table and writes the
 bench_vae_train_step section of BENCHMARKS.md.
 """
 import os
-import platform
 import time
 
 import jax
@@ -80,23 +79,12 @@ def main(argv):
     width = model_config(preset).width
     rows.append(f"| {preset} (width {width}) | {batch} x {frames} | {seconds:.3f} | {batch * frames / seconds:,.0f} |")
     print(rows[-1], flush=True)
-  load = os.getloadavg()
-  table = "\n".join([
-      "## Motion VAE: training step (bench/bench_vae_train_step.py)",
-      "",
+  benchmarks_md.publish(
+      "bench_vae_train_step", "Motion VAE: training step (bench/bench_vae_train_step.py)",
       f"`python bench/bench_vae_train_step.py --shapes={','.join(_SHAPES.value)} --repeats={_REPEATS.value}`: "
       f"random weights and features, fp32, jax {jax.__version__} on {jax.devices()[0].platform}; one jitted "
       "step (forward, the full loss with joints, backward, clipping, AdamW), median of the repeats.",
-      "",
-      f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at the end {load[0]:.1f}.",
-      "",
-      "| preset | batch x frames | s per step | frames/s |",
-      "|---|---|---|---|",
-      *rows,
-  ])
-  print(table)
-  if _WRITE.value:
-    print(f"wrote {benchmarks_md.write_section('bench_vae_train_step', table)}")
+      ["preset", "batch x frames", "s per step", "frames/s"], rows, _WRITE.value)
 
 
 if __name__ == "__main__":

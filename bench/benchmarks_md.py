@@ -1,5 +1,8 @@
 """Writes one benchmark's section of BENCHMARKS.md, between its own markers, leaving the rest."""
+import os
 import pathlib
+import platform
+from typing import Sequence
 
 PATH = pathlib.Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
@@ -15,3 +18,19 @@ def write_section(name: str, text: str) -> pathlib.Path:
     doc = doc.rstrip() + "\n\n" + block + "\n"
   PATH.write_text(doc)
   return PATH
+
+
+def publish(name: str, title: str, intro: str, columns: Sequence[str], rows: Sequence[str],
+            write: bool = True) -> str:
+  """Prints the standard section (title, intro, machine and load, table of `rows`) and, if
+  `write`, writes it as section `name`; returns its text."""
+  load = os.getloadavg()
+  table = "\n".join([
+      f"## {title}", "", intro, "",
+      f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at the end {load[0]:.1f}.", "",
+      "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns), *rows,
+  ])
+  print(table)
+  if write:
+    print(f"wrote {write_section(name, table)}")
+  return table
