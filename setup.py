@@ -25,15 +25,19 @@ INSTALL_REQUIRES = [
     "pillow==13.0.0",
     "absl-py==2.5.1",
     "etils==1.15.0",
+    # Reading pretrained LLMs (HF safetensors folders, GGUF files) and writing HF safetensors:
+    # the recipe starts from an imported LLM, so these are base, not the torch extra.
+    "safetensors==0.8.0",
+    "gguf==0.19.0",
 ]
 
-# PyTorch side: HF import/export checks and the PyTorch export. torch is pinned
-# exactly so pip never resolves a range to a multi-GB CUDA build.
+# PyTorch side: parity checks against HF transformers and the PyTorch export. torch is
+# pinned exactly so pip never resolves a range to a multi-GB CUDA build. Nothing in the
+# base install (demo, training, sampling, evaluation, import_llm) imports these:
+# .ci/check_base_install.py checks that in a venv without them.
 TORCH_REQUIRES = [
     "torch==2.13.0",
     "transformers==5.24.0",
-    "safetensors==0.8.0",
-    "gguf==0.19.0",
     "accelerate==1.15.0",
 ]
 
