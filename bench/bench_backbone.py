@@ -20,15 +20,15 @@ from absl import flags
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from flax import nnx  # pylint: disable=g-import-not-at-top
-import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
-import torch  # pylint: disable=g-import-not-at-top
-import transformers  # pylint: disable=g-import-not-at-top
+from flax import nnx  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+import jax  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+import numpy as np  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+import torch  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+import transformers  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
 
-from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top
-from llamo_jax.models.llama import Llama  # pylint: disable=g-import-not-at-top
+from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+from llamo_jax.models.llama import Llama  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
 
 import benchmarks_md  # bench/benchmarks_md.py
 

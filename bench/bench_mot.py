@@ -22,15 +22,15 @@ from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from flax import nnx  # pylint: disable=g-import-not-at-top
-import jax  # pylint: disable=g-import-not-at-top
-import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+from flax import nnx  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+import jax  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
 
-from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top
-from llamo_jax.models.llama import Llama  # pylint: disable=g-import-not-at-top
-from llamo_jax.models.mot import MoT  # pylint: disable=g-import-not-at-top
+from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+from llamo_jax.models.llama import Llama  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+from llamo_jax.models.mot import MoT  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
 
-import benchmarks_md  # pylint: disable=g-import-not-at-top  # bench/benchmarks_md.py
+import benchmarks_md  # pylint: disable=g-import-not-at-top  (after the sys.path setup above: bench/benchmarks_md.py)
 
 _PRESETS = flags.DEFINE_list("presets", ["tiny", "smollm2_135m"], "Model shapes.")
 _LAYERS = flags.DEFINE_list("layers", ["2", "4"], "n_layers per preset (fewer = faster).")

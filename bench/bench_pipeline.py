@@ -26,11 +26,11 @@ from absl import flags
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-import ml_collections  # pylint: disable=g-import-not-at-top
-import numpy as np  # pylint: disable=g-import-not-at-top
+import ml_collections  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+import numpy as np  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
 
-from data_pipelines import build_records  # pylint: disable=g-import-not-at-top
-from llamo_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+from llamo_jax.data import record_builder  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+from llamo_jax.data import pipeline  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
 
 import benchmarks_md  # bench/benchmarks_md.py
 
@@ -96,7 +96,7 @@ def main(argv) -> None:
     frames = write_folder(tmp / "src", _CLIPS.value)
     gen_s = time.perf_counter() - start
     start = time.perf_counter()
-    summary = build_records.build_records(tmp / "src", tmp / "out", name="bench")
+    summary = record_builder.build_records(tmp / "src", tmp / "out", name="bench")
     build_s = time.perf_counter() - start
     written = sum(summary["split_sizes"].values())
     size_mb = sum(p.stat().st_size for p in (tmp / "out" / "bench").glob("*array_record*")) / 2**20

@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from data_pipelines.synthetic import corpus  # pylint: disable=g-import-not-at-top
-from llamo_jax.motion import skeleton  # pylint: disable=g-import-not-at-top
+from llamo_jax.synthetic import corpus  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
+from llamo_jax.motion import skeleton  # pylint: disable=g-import-not-at-top  (after the sys.path/env setup above)
 
 import benchmarks_md  # bench/benchmarks_md.py
 

@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import benchmarks_md  # bench/benchmarks_md.py
-from llamo_jax import generation
+from llamo_jax.generation import streaming
+from llamo_jax.generation import text_to_motion
 from llamo_jax.models import flow_head as flow_lib
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models import motion_vae
@@ -53,8 +54,8 @@ def _timed_stream(model, vae, prompts, stats, kw):
   """(seconds to the first chunk, [seconds between later chunks])."""
   times = []
   start = time.perf_counter()
-  for chunk in generation.stream_motion(model, vae, prompts, jax.random.key(1),
-                                        latent_mean=stats[0], latent_std=stats[1], **kw):
+  for chunk in streaming.stream_motion(model, vae, prompts, jax.random.key(1),
+                                       latent_mean=stats[0], latent_std=stats[1], **kw):
     chunk.frames.block_until_ready()
     now = time.perf_counter()
     times.append(now - start)
@@ -92,7 +93,7 @@ def main(argv):
                                  [llamo_lib.bom_id(cfg)]]).astype(np.int32)
                  for _ in range(batch)]
       tokens = jnp.asarray(np.concatenate([np.stack(prompts)] * 2))
-      segment_ids = jnp.ones_like(tokens).at[batch:, :-1].set(generation.UNCOND_SEGMENT)
+      segment_ids = jnp.ones_like(tokens).at[batch:, :-1].set(text_to_motion.UNCOND_SEGMENT)
       args = (tokens, jnp.zeros(tokens.shape + (cfg.latent_dim,)), jnp.zeros_like(tokens),
               jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape), segment_ids)
       prefill(params, *args)[1].block_until_ready()
@@ -134,9 +135,9 @@ def main(argv):
       first, steps = _timed_stream(model, vae, prompts, stats, kw)
       per_latent = float(np.median(steps))
 
-      generation.generate_motion(model, prompts, jax.random.key(1), **kw)[0].block_until_ready()
+      text_to_motion.generate_motion(model, prompts, jax.random.key(1), **kw)[0].block_until_ready()
       start = time.perf_counter()
-      out, lengths = generation.generate_motion(model, prompts, jax.random.key(1), **kw)
+      out, lengths = text_to_motion.generate_motion(model, prompts, jax.random.key(1), **kw)
       out.block_until_ready()
       fused = (time.perf_counter() - start) / _LATENTS.value
       assert np.all(np.asarray(lengths) == _LATENTS.value)

@@ -16,6 +16,8 @@ from absl import flags
 from ml_collections import config_flags
 
 import benchmarks_md  # bench/benchmarks_md.py
+from llamo_jax import tasks
+from llamo_jax.training import stages
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Base VAE config (configs/motion_vae.py:...).")
 _STEPS = flags.DEFINE_integer("steps", 3000, "Training steps per variant.")
@@ -30,10 +32,9 @@ COLUMNS = ("mpjpe_mm", "pa_mpjpe_mm", "root_error_mm", "peak_jerk", "auj", "foot
 
 def main(argv):
   del argv
-  from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
   base = _CONFIG.value
   base.total_steps = _STEPS.value  # before copying: a staged config (:tiny's curriculum) rescales its stages
-  plan = trainer.stage_plan(base)
+  plan = stages.stage_plan(base)
   schedule = ", then ".join(
       f"{s.end - s.start} steps of {s.settings.get('data', {}).get('max_len', base.data.max_len)}-frame crops"
       for s in plan)
@@ -46,9 +47,9 @@ def main(argv):
       config.checkpoint_every = _STEPS.value
     workdir = pathlib.Path(_WORKDIR.value) / name.replace(" ", "_").replace("[", "").replace("]", "").replace(",", "")
     start = time.time()
-    train_metrics = trainer.train_and_evaluate(config, workdir)
+    train_metrics = tasks.train_and_evaluate(config, workdir)
     minutes = (time.time() - start) / 60
-    task, model, _ = trainer.restore_for_eval(config, workdir)
+    task, model, _ = tasks.restore_for_eval(config, workdir)
     summary, _ = task.evaluate_split(model, "test")
     gt = gt or summary
     rows.append(f"| {name} | " + " | ".join(f"{summary[c]:.4g}" for c in COLUMNS)

@@ -20,7 +20,7 @@ from absl import flags
 from flax import nnx
 
 import benchmarks_md  # bench/benchmarks_md.py
-from llamo_jax.config_files import sibling_config
+from llamo_jax.core.config_files import sibling_config
 from llamo_jax.models import motion_vae
 from llamo_jax.models import vae_loss
 

@@ -16,7 +16,7 @@ CI runs it in a venv with the base install only.
 """
 import ml_collections
 
-from llamo_jax.config_files import sibling_config
+from llamo_jax.core.config_files import sibling_config
 
 
 def get_config(arg=None):

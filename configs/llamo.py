@@ -1,4 +1,4 @@
-"""LLaMo's staged pretraining recipe (DESIGN.md section 2) on a pretrained LLM and a trained VAE.
+"""LLaMo's staged pretraining recipe (docs/design.md, Staged recipe) on a pretrained LLM and a trained VAE.
 
   python -m llamo_jax.train --config=configs/llamo.py:PRESET,pretrained=DIR,vae_workdir=DIR --workdir=DIR
 
@@ -12,11 +12,13 @@ per-module lr, T2M:M2T 4:1) -> anneal (heads only, T2M only, static clips droppe
 """
 import ml_collections
 
+from llamo_jax.core.config_files import parse_arg
+
 _LLAMA_PRESETS = {"demo": "tiny", "smollm2": "smollm2_135m", "1b": "llama3_2_1b", "3b": "llama3_2_3b",
                   "8b": "llama3_1_8b"}
 
 # Fixed sampling prompts and what each motion must do, checked from its joints
-# (llamo_jax/eval/prompt_checks.py; synthetic-corpus vocabulary).
+# (llamo_jax/eval/action_checks.py; synthetic-corpus vocabulary).
 PROMPTS = ("a person walks forward.", "a person jumps up and down.", "a person waves the right hand.",
            "a person turns to the left.", "a person squats down.")
 EXPECT = ("walk direction=forward distance=0.5", "jump count=1", "wave side=right",
@@ -35,10 +37,7 @@ def _mesh(name):
 
 
 def get_config(arg=None):
-  preset, *pairs = (arg or "demo").split(",")
-  if preset not in _LLAMA_PRESETS:
-    raise ValueError(f"Unknown llamo preset {preset!r}; choose one of {sorted(_LLAMA_PRESETS)}.")
-  extra = dict(p.split("=", 1) for p in pairs)
+  preset, extra = parse_arg(arg, "llamo", _LLAMA_PRESETS, ("pretrained", "lm_workdir", "vae_workdir", "mesh"))
   demo = preset == "demo"
   paper = preset in ("1b", "3b", "8b")
 
@@ -46,9 +45,9 @@ def get_config(arg=None):
   config.task = "llamo"
   config.seed = 0
   config.base = ml_collections.ConfigDict(dict(
-      pretrained=extra.pop("pretrained", f"workdirs/{_LLAMA_PRESETS[preset]}"),
-      lm_workdir=extra.pop("lm_workdir", "")))
-  config.vae = ml_collections.ConfigDict(dict(workdir=extra.pop("vae_workdir", "workdirs/vae_tiny")))
+      pretrained=extra.get("pretrained", f"workdirs/{_LLAMA_PRESETS[preset]}"),
+      lm_workdir=extra.get("lm_workdir", "")))
+  config.vae = ml_collections.ConfigDict(dict(workdir=extra.get("vae_workdir", "workdirs/vae_tiny")))
 
   config.model = ml_collections.ConfigDict(dict(
       latent_dim=0,                                   # 0: the VAE's
@@ -74,7 +73,7 @@ def get_config(arg=None):
       seq_len=seq_len, batch_size=16 if demo else 128, max_motion_tokens=50, static_speed=0.05,
       worker_count=0))
 
-  # ---------------------------------------------------------------- stages (DESIGN.md section 2)
+  # ---------------------------------------------------------------- stages (docs/design.md, Staged recipe)
   config.optimizer = ml_collections.ConfigDict(dict(
       name="adamw", lr=1e-4, warmup_steps=20 if demo else 2000, end_lr_frac=0.1, b1=0.9, b2=0.95,
       eps=1e-8, weight_decay=0.01 if not demo else 0.0, grad_clip=1.0))
@@ -94,7 +93,7 @@ def get_config(arg=None):
       steps=steps["anneal"], mix={"t2m": 1.0}, drop_static=True,
       optimizer=dict(lr=1e-3 if demo else 1e-4, warmup_steps=0, end_lr_frac=1e-2 if demo else 0.1)))
 
-  mesh = extra.pop("mesh", "tpu" if paper else "cpu")
+  mesh = extra.get("mesh", "tpu" if paper else "cpu")
   config.mesh = ml_collections.ConfigDict(_mesh(mesh))
   # Dense bf16 peak per device, for the MFU the trainer logs (0 = do not log MFU).
   config.peak_tflops_per_device = {"cpu": 0.0, "gpu8": 989.0, "tpu": 459.0}[mesh]  # H100 SXM, TPU v5p
@@ -112,9 +111,6 @@ def get_config(arg=None):
   config.max_checkpoints = 2
   config.async_checkpoints = True
   config.stop_after_steps = ml_collections.FieldReference(None, field_type=int)
-  if extra:
-    raise ValueError(f"Unknown config arg keys {sorted(extra)}; accepted: pretrained, lm_workdir, "
-                     "vae_workdir, mesh.")
   return config
 
 

@@ -4,8 +4,6 @@
 
 Keys as in configs/llamo.py (pretrained, lm_workdir, vae_workdir, mesh).
 """
-from llamo_jax.config_files import sibling_config
+from llamo_jax.core.config_files import preset_alias
 
-
-def get_config(arg=None):
-  return sibling_config(__file__, "llamo", "1b" + (f",{arg}" if arg else ""))
+get_config = preset_alias(__file__, "llamo", "1b")

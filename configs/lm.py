@@ -8,29 +8,26 @@ llama3_1_8b), optionally followed by `,key=value` pairs for init_from/corpus_dir
 """
 import ml_collections
 
+from llamo_jax.core.config_files import parse_arg
 from llamo_jax.models import presets
 
 
-def _parse_arg(arg):
-  name, *pairs = (arg or "tiny").split(",")
-  extra = dict(p.split("=", 1) for p in pairs)
-  return name, extra
-
-
 def get_config(arg=None):
-  preset, extra = _parse_arg(arg)
+  # The default preset (tiny) first.
+  names = ("tiny", *sorted(set(presets.PRESETS) - {"tiny"}))
+  preset, extra = parse_arg(arg, "lm", names, ("init_from", "corpus_dir"))
   config = ml_collections.ConfigDict()
   config.task = "lm"
   config.seed = 0
   config.model = ml_collections.ConfigDict(presets.get_preset(preset).to_dict())
-  config.init_from = extra.pop("init_from", "")   # pretrained dir from `python -m llamo_jax.import_llm`
+  config.init_from = extra.get("init_from", "")   # pretrained dir from `python -m llamo_jax.import_llm`
   config.tokenizer = ""                            # a tokenizer path; default: the pretrained dir's
   config.tokenizer_vocab_size = 512                # SentencePiece trained on the captions when no tokenizer
 
   config.data = ml_collections.ConfigDict()
   # Captions of this HumanML3D-layout corpus; the bundled synthetic one is built on first use.
   config.data.corpus = ml_collections.ConfigDict(dict(
-      dir=extra.pop("corpus_dir", "data/synthetic_20fps"), num_motions=1000, seed=0, fps=20, holdout="",
+      dir=extra.get("corpus_dir", "data/synthetic_20fps"), num_motions=1000, seed=0, fps=20, holdout="",
       processes=2))
   config.data.seq_len = 128
   config.data.batch_size = 16                      # global
@@ -60,8 +57,6 @@ def get_config(arg=None):
     config.data.seq_len = 256
     config.data.batch_size = 8
     config.mesh = ml_collections.ConfigDict({"data": 1, "fsdp": -1, "tensor": 1})
-  if extra:
-    raise ValueError(f"Unknown config arg keys {sorted(extra)}; accepted: init_from, corpus_dir.")
   return config
 
 

@@ -1,4 +1,4 @@
-"""The causal motion VAE (DESIGN.md section 1; issue: train, evaluate, stream).
+"""The causal motion VAE (docs/design.md, Motion VAE; issue: train, evaluate, stream).
 
   python -m llamo_jax.train --config=configs/motion_vae.py:tiny --workdir=workdirs/vae_tiny
   python -m llamo_jax.evaluate --config=configs/motion_vae.py:tiny --workdir=workdirs/vae_tiny
@@ -15,24 +15,26 @@ grows with the frame index). `--config.total_steps=N` rescales both stages.
 """
 import ml_collections
 
+from llamo_jax.core.config_files import parse_arg
+from llamo_jax.models import motion_vae
+from llamo_jax.motion import representation as representation_lib
+
 
 def get_config(arg=None):
-  preset, *pairs = (arg or "tiny").split(",")
-  extra = dict(p.split("=", 1) for p in pairs)
-  if preset not in ("tiny", "paper"):
-    raise ValueError(f"Unknown motion_vae preset {preset!r}; choose tiny or paper.")
-  rep = extra.pop("rep", "hml263")
-  if rep not in ("hml263", "mm272"):
-    raise ValueError(f"rep={rep!r}: choose hml263 or mm272.")
-  fps = 20 if rep == "hml263" else 30
+  preset, extra = parse_arg(arg, "motion_vae", ("tiny", "paper"), ("latent", "quantizer", "rep"))
+  rep = extra.get("rep", "hml263")
+  if rep not in representation_lib.NAMES:
+    raise ValueError(f"rep={rep!r}: choose {' or '.join(representation_lib.NAMES)}.")
+  fps = representation_lib.get_representation(rep).fps
 
   config = ml_collections.ConfigDict()
   config.task = "motion_vae"
   config.seed = 0
-  config.model = ml_collections.ConfigDict(dict(
-      latent_dim=int(extra.pop("latent", 32)), width=128 if preset == "tiny" else 512, depth=3,
-      dilation_growth_rate=3, activation="relu", quantizer=extra.pop("quantizer", "continuous"),
-      fsq_levels=[8, 5, 5, 5], sigma_max=0.01, dtype="float32", param_dtype="float32"))
+  # The model preset's shapes (models/motion_vae.py:PRESETS); input_dim comes from the data.
+  model = motion_vae.get_preset(preset, latent_dim=int(extra.get("latent", 32)),
+                                quantizer=extra.get("quantizer", "continuous")).to_dict()
+  del model["input_dim"]
+  config.model = ml_collections.ConfigDict(model)
   config.loss = ml_collections.ConfigDict(dict(
       w_recon=1.0, w_root=7.0, w_kl=1e-4, w_joints=1.0, recon="smooth_l1"))
 
@@ -41,10 +43,13 @@ def get_config(arg=None):
       dir=f"data/synthetic_{fps}fps", num_motions=1000 if preset == "tiny" else 10000, seed=0, fps=fps,
       holdout="", processes=2))
   config.data.path = f"data/records/synthetic_{fps}fps_{rep}"
+  # Also train on the left/right mirror of every train clip (captions' left/right swapped);
+  # records built either way are refused by the other, so give each its own data.path.
+  config.data.mirror = False
   config.data.representation = rep
   config.data.max_len = 64 if preset == "tiny" else 196
   config.data.min_len = 40
-  config.data.crop_multiple = 4
+  config.data.crop_multiple = motion_vae.FRAMES_PER_LATENT
   config.data.random_length = False
   config.data.batch_size = 32 if preset == "tiny" else 256
   config.data.worker_count = 0
@@ -72,8 +77,6 @@ def get_config(arg=None):
   config.max_checkpoints = 2
   config.async_checkpoints = True
   config.stop_after_steps = ml_collections.FieldReference(None, field_type=int)
-  if extra:
-    raise ValueError(f"Unknown config arg keys {sorted(extra)}; accepted: latent, quantizer, rep.")
   return config
 
 

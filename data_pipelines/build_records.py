@@ -5,7 +5,7 @@ r"""Builds a motion dataset (TFDS, ArrayRecord files) from a HumanML3D-layout or
       [--min_len=40] [--fps=F] [--overwrite]
 
 writes OUT/NAME/ (NAME defaults to `<source folder>_<representation>`), the layout
-described in llamo_jax/data/records.py, and prints the build report: written
+described in llamo_jax/data/records.py (built by llamo_jax/data/record_builder.py), and prints the build report: written
 examples per split and skipped examples per split and reason (the skipped IDs are
 listed in OUT/NAME/build_report.json). Statistics come from the source folder's
 Mean/Std files when present, else from the train split (std floored at 1e-4).
@@ -15,142 +15,20 @@ replaced with --overwrite.
 """
 from __future__ import annotations
 
-import itertools
-import json
 import pathlib
-import shutil
-import tempfile
-import time
-from typing import Iterable, Iterator, Sequence
+from typing import Sequence
 
 from absl import app
 from absl import flags
-import numpy as np
 
-from llamo_jax.data import records
+from llamo_jax.data import record_builder
 from llamo_jax.data import sources
-
-STD_FLOOR = 1e-4
-
-
-class _RunningStats:
-  """Per-dim mean/std over all frames, accumulated in float64."""
-
-  def __init__(self, dim: int):
-    self.n, self.total, self.total_sq = 0, np.zeros(dim), np.zeros(dim)
-
-  def wrap(self, clips: Iterable[sources.Clip]) -> Iterator[sources.Clip]:
-    for clip in clips:
-      # Over examples as training sees them (a sub-clip's frames count again).
-      f = clip.features.astype(np.float64)
-      self.n += f.shape[0]
-      self.total += f.sum(0)
-      self.total_sq += np.square(f).sum(0)
-      yield clip
-
-  def result(self) -> tuple[np.ndarray, np.ndarray]:
-    mean = self.total / self.n
-    std = np.sqrt(np.maximum(self.total_sq / self.n - np.square(mean), 0.0))
-    return mean.astype(np.float32), np.maximum(std, STD_FLOOR).astype(np.float32)
-
-
-def build_records(source_dir: str | pathlib.Path, out_dir: str | pathlib.Path, *,
-                  source_format: str = "humanml3d", representation: str = "hml263",
-                  name: str | None = None, min_len: int = 40, fps: float | None = None,
-                  splits: Sequence[str] | None = None, overwrite: bool = False) -> dict:
-  """Builds OUT/NAME from a source folder; returns the build report (also saved beside it)."""
-  start_time = time.time()
-  source = sources.open_source(source_dir, source_format, representation, min_len=min_len, fps=fps)
-  name = name or f"{source.root.name}_{representation}".lower().replace("-", "_")
-  if not name.isidentifier():
-    raise ValueError(f"Dataset name {name!r} must be a Python identifier (letters, digits, _); "
-                     "pass --name.")
-  out_dir = pathlib.Path(out_dir)
-  target = out_dir / name
-  if target.exists() and not overwrite:
-    raise FileExistsError(f"{target} already exists; pass --overwrite to replace it or choose "
-                          "another --name/--out.")
-  split_names = list(splits) if splits else source.split_names()
-  unknown = sorted(set(split_names) - set(source.split_names()))
-  if unknown:
-    raise ValueError(f"Splits {unknown} not in {source.root}; it has {source.split_names()}.")
-
-  stats = source.stats_files()
-  running = None
-  if stats is None:
-    if "train" not in split_names:
-      raise ValueError(f"{source.root} has no statistics files, and without a train split there "
-                       "is nothing to compute them from; add the train split.")
-    running = _RunningStats(source.dim)
-  report = sources.SkipReport()
-  split_iters = {}
-  for split in split_names:
-    clips = source.iter_split(split, report)
-    clips = running.wrap(clips) if (running and split == "train") else clips
-    # TFDS cannot write an empty split: a split without one valid clip is left out of
-    # the records and recorded with size 0 (the report says why its clips were skipped).
-    first = next(clips, None)
-    if first is not None:
-      split_iters[split] = itertools.chain([first], clips)
-  if not split_iters:
-    raise ValueError(f"No valid clip in any split of {source.root}: "
-                     f"{json.dumps(report.to_dict()['skipped'])}.")
-
-  out_dir.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out_dir))
-  try:
-    built = records.write_splits(tmp, name=name, dim=source.dim, splits=split_iters,
-                                 description=f"{representation} motion clips from {source.root}")
-    if running is not None:
-      if running.n == 0:
-        raise ValueError(f"The train split of {source.root} has no valid clip to compute "
-                         "statistics from (see the skipped examples above).")
-      mean, std = running.result()
-      stats_note = f"computed over {running.n} train frames (std floored at {STD_FLOOR})"
-    else:
-      mean, std = stats
-      stats_note = f"{source.mean_file}/{source.std_file} of the source folder"
-    np.save(built / records.MEAN_FILE, mean)
-    np.save(built / records.STD_FILE, std)
-    summary = report.to_dict()
-    meta = {"format_version": records.FORMAT_VERSION, "name": name,
-            "representation": representation, "dim": source.dim, "fps": source.fps,
-            "source": str(source.root.resolve()), "source_format": source_format,
-            "min_len": min_len, "stats": stats_note,
-            "split_sizes": {s: summary["written"].get(s, 0) for s in split_names}}
-    (built / records.META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
-    summary = {**meta, **summary, "seconds": round(time.time() - start_time, 3)}
-    (built / records.REPORT_FILE).write_text(json.dumps(summary, indent=1, sort_keys=True))
-    # Move into place last: only a complete dataset ever appears at `target`.
-    old = None
-    if target.exists():
-      old = tmp / "replaced"
-      target.rename(old)
-    built.rename(target)
-  finally:
-    shutil.rmtree(tmp, ignore_errors=True)
-  return summary
-
-
-def format_report(summary: dict) -> str:
-  """The human-readable build report."""
-  lines = [f"dataset {summary['name']} ({summary['representation']}, {summary['dim']} dims, "
-           f"{summary['fps']:g} fps) from {summary['source']}", f"statistics: {summary['stats']}"]
-  for split, n in summary["split_sizes"].items():
-    skipped = summary["skipped"].get(split, {})
-    why = ", ".join(f"{k}={v}" for k, v in sorted(skipped.items())) or "none"
-    lines.append(f"  {split:>9}: written {n:6d}  skipped {sum(skipped.values()):5d} ({why})")
-  if summary["skipped_caption_lines"]:
-    lines.append(f"caption lines skipped: {summary['skipped_caption_lines']}")
-  lines.append(f"{summary['skipped_total']} skipped examples in total, listed in "
-               f"{records.REPORT_FILE}; {summary['seconds']:.1f} s")
-  return "\n".join(lines)
-
+from llamo_jax.motion import representation as representation_lib
 
 _SOURCE = flags.DEFINE_string("source", None, "Source folder (required).")
 _SOURCE_FORMAT = flags.DEFINE_enum("source_format", "humanml3d", sorted(sources.SOURCE_FORMATS),
                                    "Layout of the source folder.")
-_REPRESENTATION = flags.DEFINE_enum("representation", "hml263", sorted(sources.REPRESENTATIONS),
+_REPRESENTATION = flags.DEFINE_enum("representation", "hml263", sorted(representation_lib.NAMES),
                                     "Feature representation to read.")
 _OUT = flags.DEFINE_string("out", None, "Parent folder of the dataset (required).")
 _NAME = flags.DEFINE_string("name", None, "Dataset name (default <source>_<representation>).")
@@ -162,11 +40,11 @@ _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing dataset.
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  summary = build_records(_SOURCE.value, _OUT.value, source_format=_SOURCE_FORMAT.value,
+  summary = record_builder.build_records(_SOURCE.value, _OUT.value, source_format=_SOURCE_FORMAT.value,
                           representation=_REPRESENTATION.value, name=_NAME.value,
                           min_len=_MIN_LEN.value, fps=_FPS.value, splits=_SPLITS.value,
                           overwrite=_OVERWRITE.value)
-  print(format_report(summary))
+  print(record_builder.format_report(summary))
   print(f"wrote {pathlib.Path(_OUT.value) / summary['name']}")
 
 

@@ -6,7 +6,7 @@ r"""Turns a folder of BVH files (any rig) into a HumanML3D-layout dataset folder
 
 Every `*.bvh` under --input (recursively) becomes one clip with id = its path
 relative to --input, without suffix, '/' replaced by '_'. Per clip:
-  BVH -> our 22 joints in metres, Y-up, at --fps (llamo_jax/motion/bvh.py:
+  BVH -> our 22 joints in metres, Y-up, at --fps (llamo_jax/motion/bvh/retarget.py:
   name mapping, unit, up axis, linear resampling)
   -> hml263: new_joint_vecs/ID.npy = humanml3d.joints_to_features [T-1, 263]
      (HumanML3D's processing), new_joints/ID.npy = features_to_joints of those
@@ -40,14 +40,11 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from llamo_jax.motion import bvh
 from llamo_jax.motion import humanml3d
 from llamo_jax.motion import representation as representation_lib
+from llamo_jax.motion.bvh import retarget
 
 VERSION = 1
-REPRESENTATIONS = ("hml263", "mm272")
-_FEATURES = {"hml263": ("new_joint_vecs", "Mean.npy", "Std.npy"),
-             "mm272": ("vecs272", "Mean272.npy", "Std272.npy")}
 
 
 def caption_line(caption: str) -> str:
@@ -92,7 +89,7 @@ def split_ids(ids: Sequence[str], fractions: Sequence[float], seed: int) -> dict
 def convert_file(path: pathlib.Path, *, fps: float, mapping: Any, unit: Any, up: str,
                  representations: Sequence[str]) -> dict[str, np.ndarray]:
   """One BVH -> {"joints": [T-1,22,3], "hml263": [T-1,263], "mm272": [T-1,272]} (as asked)."""
-  joints, _ = bvh.load_joints(path, mapping=mapping, unit=unit, up=up, fps=fps)
+  joints, _ = retarget.load_joints(path, mapping=mapping, unit=unit, up=up, fps=fps)
   if len(joints) < 3:
     raise ValueError(f"only {len(joints)} frames at {fps:g} fps; features need at least 3.")
   feats = np.asarray(humanml3d.joints_to_features(joints), np.float32)
@@ -122,15 +119,17 @@ def import_folder(input_path, out_dir, *, fps: float = 20.0, mapping=None,
                   split: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[str, Any]:
   """Converts the BVH files at `input_path` into `out_dir`; returns the report dict."""
   representations = tuple(representations)
-  unknown = [r for r in representations if r not in REPRESENTATIONS]
+  unknown = [r for r in representations if r not in representation_lib.NAMES]
   if unknown or not representations:
-    raise ValueError(f"unknown representation(s) {unknown}; choose from {list(REPRESENTATIONS)}.")
+    raise ValueError(f"unknown representation(s) {unknown}; choose from "
+                     f"{list(representation_lib.NAMES)}.")
   if not fps > 0:
     raise ValueError(f"--fps must be > 0, got {fps}.")
-  mapping = bvh.load_mapping(mapping)  # a bad mapping file fails once, up front
+  mapping = retarget.load_mapping(mapping)  # a bad mapping file fails once, up front
   files = find_bvh_files(pathlib.Path(input_path))
   out = pathlib.Path(out_dir)
-  subdirs = ["new_joints", "texts"] + [_FEATURES[r][0] for r in representations]
+  reps = {r: representation_lib.get_representation(r) for r in representations}
+  subdirs = ["new_joints", "texts"] + [reps[r].feature_dir for r in representations]
   for sub in subdirs:
     (out / sub).mkdir(parents=True, exist_ok=True)
 
@@ -146,7 +145,7 @@ def import_folder(input_path, out_dir, *, fps: float = 20.0, mapping=None,
       continue
     np.save(out / "new_joints" / f"{clip}.npy", result["joints"])
     for r in representations:
-      np.save(out / _FEATURES[r][0] / f"{clip}.npy", result[r])
+      np.save(out / reps[r].feature_dir / f"{clip}.npy", result[r])
       features[r][clip] = result[r]
     text = path.with_suffix(".txt")
     captions = []
@@ -172,7 +171,7 @@ def import_folder(input_path, out_dir, *, fps: float = 20.0, mapping=None,
     (out / f"{name}.txt").write_text("".join(i + "\n" for i in ids))
   meta_reps = {}
   for r in representations:
-    sub, mean_file, std_file = _FEATURES[r]
+    sub, mean_file, std_file = reps[r].feature_dir, reps[r].mean_file, reps[r].std_file
     mean, std = _stats([features[r][c] for c in splits["train"]], grouped=(r == "hml263"))
     np.save(out / mean_file, mean)
     np.save(out / std_file, std)

@@ -17,46 +17,46 @@ import pathlib
 import numpy as np
 from absl import app
 from absl import flags
+
 from ml_collections import config_flags
 
-
+from llamo_jax import tasks
+from llamo_jax.eval import motion_metrics
+from llamo_jax.models.motion_vae import FRAMES_PER_LATENT
+from llamo_jax.motion import files as motion_files
+from llamo_jax.motion import stick_figure
+from llamo_jax.motion.bvh import retarget
 
 def load_motion_joints(path: pathlib.Path, representation) -> np.ndarray:
-  """Joint positions [T,22,3] at the representation's fps from a .npy or .bvh file."""
-  from llamo_jax.motion import bvh  # pylint: disable=g-import-not-at-top
-  if not path.is_file():
-    raise FileNotFoundError(f"--motion file not found: {path}")
+  """Joint positions [T,22,3] at the representation's fps from a .npy (joints or its features) or .bvh."""
+  array, name, fps = motion_files.load_motion(path)
   if path.suffix.lower() == ".bvh":
-    joints, fps = bvh.load_joints(path)
-    return bvh.resample(joints, fps, representation.fps)
-  if path.suffix.lower() != ".npy":
-    raise ValueError(f"--motion={path}: use a .npy (joints or features) or .bvh file.")
-  array = np.load(path)
-  if array.ndim == 3 and array.shape[1:] == (22, 3):
+    return retarget.resample(array, fps, representation.fps)
+  if name == "joints":
     return array
-  if array.ndim == 2 and array.shape[1] == representation.dim:
-    return np.asarray(representation.to_joints(array))
-  raise ValueError(f"--motion={path} has shape {array.shape}: expected joints [T,22,3] or "
-                   f"{representation.name} features [T,{representation.dim}] (denormalised).")
+  if name != representation.name:
+    raise ValueError(f"--motion={path} holds {name} features; this VAE reads joints [T,22,3] or "
+                     f"{representation.name} features [T,{representation.dim}] (denormalised).")
+  return np.asarray(representation.to_joints(array))
 
 
 def evaluate_motion(task, model, path: pathlib.Path, out_dir: pathlib.Path, fmt: str) -> dict:
   """Reconstructs one motion file; writes the side-by-side animation; returns its metrics."""
-  from llamo_jax.eval import motion_metrics  # pylint: disable=g-import-not-at-top
-  from llamo_jax.motion import render  # pylint: disable=g-import-not-at-top
   rep = task.representation
   joints = load_motion_joints(path, rep)
   features = (np.asarray(rep.from_joints(joints), np.float32) - task.mean) / task.std
   if not np.all(np.isfinite(features)):
     raise ValueError(f"{path} gives non-finite features; check the file (NaN) or its units.")
-  t = len(features) - len(features) % 4
+  t = len(features) - len(features) % FRAMES_PER_LATENT
   preds, targets = task.reconstruct_joints(model, features[None, :t], np.array([t]))
   metrics = motion_metrics.reconstruction_metrics(preds[0], targets[0], rep.fps)
   rendered = out_dir / f"recon_{path.stem}.{fmt}"
   if fmt == "png":
-    render.save_image(render.stacked_frames_image([targets[0], preds[0]], ["input", "reconstruction"]), rendered)
+    image = stick_figure.stacked_frames_image([targets[0], preds[0]], ["input", "reconstruction"])
+    stick_figure.save_image(image, rendered)
   else:
-    render.render_grid([targets[0], preds[0]], rendered, captions=["input", "reconstruction"], fps=rep.fps)
+    stick_figure.render_grid([targets[0], preds[0]], rendered, captions=["input", "reconstruction"],
+                             fps=rep.fps)
   return dict(metrics, motion=str(path), frames=t, rendered=str(rendered))
 
 
@@ -78,9 +78,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(f.workdir)
-  task, model, step = trainer.restore_for_eval(f.config, workdir, f.step)
+  task, model, step = tasks.restore_for_eval(f.config, workdir, f.step)
   if not hasattr(task, "evaluate_split"):
     raise app.UsageError(f"llamo_jax.evaluate does not support task {f.config.task!r} yet.")
   if f.motion:

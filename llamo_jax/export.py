@@ -26,7 +26,7 @@ from absl import flags
 from absl import logging
 import jax
 
-from llamo_jax import pretrained
+from llamo_jax.convert import pretrained
 from llamo_jax.convert import hf as hf_lib
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models.llama import LlamaConfig

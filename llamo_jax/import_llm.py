@@ -19,7 +19,7 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from llamo_jax import pretrained
+from llamo_jax.convert import pretrained
 from llamo_jax.convert import gguf as gguf_lib
 from llamo_jax.convert import hf as hf_lib
 from llamo_jax.data.tokenizer import Tokenizer

@@ -15,9 +15,19 @@ import json
 import pathlib
 import time
 
+import jax
 import numpy as np
 from absl import app
 from absl import flags
+
+from llamo_jax import tasks
+from llamo_jax.data import sequences
+from llamo_jax.generation import streaming
+from llamo_jax.models import llamo as llamo_lib
+from llamo_jax.motion import files as motion_files
+from llamo_jax.motion import stick_figure
+from llamo_jax.motion.bvh import format as bvh_format
+from llamo_jax.training import runs
 
 
 def define_flags() -> None:
@@ -40,29 +50,14 @@ def define_flags() -> None:
 def text_to_motion(task, model, prompts, out: pathlib.Path, *, seed: int, render_format: str,
                    **overrides) -> list[dict]:
   """Samples one motion per prompt and writes it (see module docstring); returns a summary."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from llamo_jax import generation  # pylint: disable=g-import-not-at-top
-  from llamo_jax.data import sequences  # pylint: disable=g-import-not-at-top
-  from llamo_jax import render as render_cli  # pylint: disable=g-import-not-at-top
-  from llamo_jax.motion import bvh, render  # pylint: disable=g-import-not-at-top
-  s = task.config.sampling.to_dict()
-  s.update({k: v for k, v in overrides.items() if v is not None})
-  tokens = [sequences.t2m_prompt(task.tokenizer, p, task.bom) for p in prompts]
-  latents, lengths = generation.generate_motion(
-      model, tokens, jax.random.key(seed), max_latents=s["max_latents"], cfg_scale=s["cfg_scale"],
-      flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
-      exit_threshold=s["exit_threshold"])
-  feats = generation.decode_latents(task.vae, np.asarray(latents), np.asarray(lengths),
-                                    task.latent_mean, task.latent_std)
+  features, motions, lengths = task.sample_motions(model, list(prompts), jax.random.key(seed), **overrides)
   rep, summary = task.representation, []
-  for i, (prompt, f) in enumerate(zip(prompts, feats)):
-    features = f * task.vae_task.std + task.vae_task.mean
-    joints = np.asarray(rep.to_joints(features))
+  for i, (prompt, feats, joints) in enumerate(zip(prompts, features, motions)):
     np.save(out / f"t2m_{i}.npy", joints)
-    np.save(out / f"t2m_{i}_features.npy", features)
-    bvh.write_bvh(out / f"t2m_{i}.bvh", render_cli.to_bvh(features, rep.name, rep.fps))
+    np.save(out / f"t2m_{i}_features.npy", feats)
+    bvh_format.write_bvh(out / f"t2m_{i}.bvh", motion_files.to_bvh(feats, rep.name, rep.fps))
     if render_format != "none":
-      render.render_motion(joints, out / f"t2m_{i}.{render_format}", fps=rep.fps, caption=prompt)
+      stick_figure.render_motion(joints, out / f"t2m_{i}.{render_format}", fps=rep.fps, caption=prompt)
     summary.append({"prompt": prompt, "frames": int(len(joints)), "latents": int(lengths[i]),
                     "file": str(out / f"t2m_{i}.npy")})
   return summary
@@ -70,36 +65,22 @@ def text_to_motion(task, model, prompts, out: pathlib.Path, *, seed: int, render
 
 def caption_file(task, model, path: pathlib.Path) -> str:
   """Encodes a motion file with the run's VAE and captions it greedily."""
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from llamo_jax import generation  # pylint: disable=g-import-not-at-top
-  from llamo_jax import render as render_cli  # pylint: disable=g-import-not-at-top
-  from llamo_jax.data import sequences  # pylint: disable=g-import-not-at-top
-  array, name, _ = render_cli.load_motion(path)
+  array, name, _ = motion_files.load_motion(path)
   rep = task.representation
   if name == "joints":
     array = rep.from_joints(array)
   elif name != rep.name:
     raise ValueError(f"{path} holds {name} features but the run's VAE encodes {rep.name}; pass joints "
                      f"[T,22,3], a .bvh, or {rep.name} features.")
-  feats = (np.asarray(array, np.float32) - task.vae_task.mean) / task.vae_task.std
-  z = np.asarray(task.vae.encode(jnp.asarray(feats[None])))[0]
-  z = (z - task.latent_mean) / task.latent_std
-  ids = generation.caption_motion(model, z[None], np.array([len(z)], np.int32),
-                                  sequences.m2t_prompt(task.tokenizer, task.bom),
-                                  eos_id=task.tokenizer.eos_id,
-                                  max_new_tokens=int(task.config.sampling.max_caption_tokens))
-  return task.tokenizer.decode(ids[0])
+  return task.caption_features(model, array)
 
 
 def stream_first(task, model, prompt: str, *, seed: int) -> dict:
   """Streams the first prompt's motion; returns per-latent latency figures."""
-  import jax  # pylint: disable=g-import-not-at-top
-  from llamo_jax import generation  # pylint: disable=g-import-not-at-top
-  from llamo_jax.data import sequences  # pylint: disable=g-import-not-at-top
   s = task.config.sampling
   tokens = [sequences.t2m_prompt(task.tokenizer, prompt, task.bom)]
   times, start = [], time.perf_counter()
-  for chunk in generation.stream_motion(
+  for chunk in streaming.stream_motion(
       model, task.vae, tokens, jax.random.key(seed), latent_mean=task.latent_mean,
       latent_std=task.latent_std, max_latents=s.max_latents, cfg_scale=s.cfg_scale, flow_steps=s.flow_steps, method=s.method,
       temperature=s.temperature, exit_threshold=s.exit_threshold):
@@ -119,14 +100,11 @@ def main(argv):
   f = flags.FLAGS
   if not f.prompt and not f.motion:
     raise app.UsageError("Nothing to do: pass --prompt=TEXT (text to motion) and/or --motion=FILE (caption).")
-  from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
-  from llamo_jax.tasks.llamo import load_run_config  # pylint: disable=g-import-not-at-top
   workdir = pathlib.Path(f.workdir)
-  config = load_run_config(workdir)
+  config = runs.load_run_config(workdir)
   if config.get("task") != "llamo":
     raise app.UsageError(f"{workdir} is a {config.get('task')!r} run; llamo_jax.sample needs a LLaMo run.")
-  from llamo_jax.models import llamo as llamo_lib  # pylint: disable=g-import-not-at-top
-  task, model, step = trainer.restore_for_eval(config, workdir, f.step)
+  task, model, step = tasks.restore_for_eval(config, workdir, f.step)
   model = llamo_lib.for_inference(model)
   out = pathlib.Path(f.out) if f.out else workdir / "samples" / f"cli_step{step}"
   out.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llamo_jax import pretrained
+from llamo_jax.convert import pretrained
 from llamo_jax.data.tokenizer import Tokenizer
 
 MIN_BUCKET = 16

@@ -38,10 +38,11 @@ def main(argv):
                                process_id=_PROCESS_ID.value)
   elif _DISTRIBUTED.value:
     jax.distributed.initialize()
-  from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top  (start-up order: after the device count and distributed init)
+  from llamo_jax import tasks
   logging.info("process %d/%d, %d local devices", jax.process_index(), jax.process_count(),
                jax.local_device_count())
-  metrics = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  metrics = tasks.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   logging.info("final train metrics: %s", metrics)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 from tensorboard.util import tensor_util
 
-from llamo_jax.config_files import sibling_config
+from llamo_jax.core.config_files import sibling_config
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,6 @@ import pathlib
 import subprocess
 
 import numpy as np
-import pytest
 
 from helpers import scalars
 

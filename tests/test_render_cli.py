@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from llamo_jax import render as render_cli
-from llamo_jax.motion import bvh
+from llamo_jax.motion import files
 from llamo_jax.motion import representation
 from llamo_jax.motion import skeleton
+from llamo_jax.motion.bvh import format as bvh_format
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -29,32 +29,32 @@ def test_cli_gif_from_normalised_features(humanml3d_clip, tmp_path):
 
 
 def test_detects_by_shape_and_rejects_unknown_shapes():
-  assert render_cli.detect_representation(np.zeros((5, 22, 3))) == "joints"
-  assert render_cli.detect_representation(np.zeros((5, 263))) == "hml263"
-  assert render_cli.detect_representation(np.zeros((5, 272))) == "mm272"
-  with pytest.raises(render_cli.MotionFileError, match=r"\[T, 263\]"):
-    render_cli.detect_representation(np.zeros((2, 5, 263)))
+  assert files.detect_representation(np.zeros((5, 22, 3))) == "joints"
+  assert files.detect_representation(np.zeros((5, 263))) == "hml263"
+  assert files.detect_representation(np.zeros((5, 272))) == "mm272"
+  with pytest.raises(files.MotionFileError, match=r"\[T, 263\]"):
+    files.detect_representation(np.zeros((2, 5, 263)))
 
 
 def test_load_motion_denormalises_and_checks(humanml3d_clip, tmp_path):
   feats = np.load(humanml3d_clip / "new_joint_vecs_012314.npy")[:10]
   mean, std = np.load(humanml3d_clip / "Mean.npy"), np.load(humanml3d_clip / "Std.npy")
   np.save(tmp_path / "n.npy", (feats - mean) / std)
-  array, name, fps = render_cli.load_motion(tmp_path / "n.npy", mean_std_dir=humanml3d_clip)
+  array, name, fps = files.load_motion(tmp_path / "n.npy", mean_std_dir=humanml3d_clip)
   assert name == "hml263" and fps == 20
   np.testing.assert_allclose(array, feats, atol=1e-4)
-  with pytest.raises(render_cli.MotionFileError, match="mm272"):
-    render_cli.load_motion(tmp_path / "n.npy", representation="mm272")
-  with pytest.raises(render_cli.MotionFileError, match="272-dim Mean/Std"):
+  with pytest.raises(files.MotionFileError, match="mm272"):
+    files.load_motion(tmp_path / "n.npy", representation="mm272")
+  with pytest.raises(files.MotionFileError, match="272-dim Mean/Std"):
     np.save(tmp_path / "f.npy", np.zeros((4, 272), np.float32))
-    render_cli.load_motion(tmp_path / "f.npy", mean_std_dir=humanml3d_clip)
+    files.load_motion(tmp_path / "f.npy", mean_std_dir=humanml3d_clip)
 
 
 def test_bvh_out_and_back(humanml3d_clip, tmp_path):
   joints = np.load(humanml3d_clip / "new_joints_012314.npy")[:8]
-  motion = render_cli.to_bvh(joints, "joints", fps=20)
-  path = bvh.write_bvh(tmp_path / "x.bvh", motion)
-  back, name, fps = render_cli.load_motion(path)
+  motion = files.to_bvh(joints, "joints", fps=20)
+  path = bvh_format.write_bvh(tmp_path / "x.bvh", motion)
+  back, name, fps = files.load_motion(path)
   assert name == "joints" and fps == 20 and back.shape == joints.shape
   # The BVH holds inverse kinematics on our skeleton: forward kinematics of that.
   ik = skeleton.inverse_kinematics(joints)
@@ -71,8 +71,9 @@ def test_272_features_export_their_rotations_exactly(tmp_path):
   root = np.stack([np.linspace(0, 1, num_frames), np.full(num_frames, 0.9),
                    np.linspace(0, 0.5, num_frames)], axis=-1)
   feats = representation.get_representation("mm272").from_rotations(quats, root)
-  path = bvh.write_bvh(tmp_path / "r.bvh", render_cli.to_bvh(feats, "mm272", fps=30, unit="m"))
-  back, _, fps = render_cli.load_motion(path)
+  path = bvh_format.write_bvh(tmp_path / "r.bvh",
+                              files.to_bvh(feats, "mm272", fps=30, unit="m"))
+  back, _, fps = files.load_motion(path)
   assert fps == 30
-  want = render_cli.to_joints(feats, "mm272")
+  want = files.to_joints(feats, "mm272")
   np.testing.assert_allclose(back, want, atol=1e-4)

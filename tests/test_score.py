@@ -13,8 +13,8 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 torch = pytest.importorskip("torch", reason="the scoring parity test needs torch")
 transformers = pytest.importorskip("transformers", reason="the scoring parity test needs transformers")
 
-from llamo_jax import import_llm  # pylint: disable=g-import-not-at-top
-from llamo_jax import pretrained
+from llamo_jax import import_llm  # pylint: disable=g-import-not-at-top  (after the importorskip above)
+from llamo_jax.convert import pretrained
 from llamo_jax import score
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

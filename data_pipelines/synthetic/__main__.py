@@ -8,7 +8,7 @@ import time
 from absl import app
 from absl import flags
 
-from data_pipelines.synthetic import corpus
+from llamo_jax.synthetic import corpus
 
 _OUT = flags.DEFINE_string("out", None, "Output folder (created).", required=True)
 _NUM = flags.DEFINE_integer("num_motions", 1000, "Number of clips.")

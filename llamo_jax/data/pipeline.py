@@ -45,7 +45,7 @@ before iterating a loader with worker_count > 0.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import grain
 import jax
@@ -218,14 +218,3 @@ def make_motion_loader(config: ml_collections.ConfigDict, split: str, *, seed: i
     it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count,
                                                            per_worker_buffer_size=2))
   return iter(it_ds.map(strings_as_objects))
-
-
-def to_global(batch: Mapping[str, np.ndarray], mesh: jax.sharding.Mesh,
-              batch_spec: jax.sharding.PartitionSpec) -> dict[str, jax.Array]:
-  """Per-host numeric batch entries -> global jax Arrays, leading axis split by `batch_spec`.
-
-  String entries (object arrays) stay on the host and are left out.
-  """
-  sharding = jax.sharding.NamedSharding(mesh, batch_spec)
-  return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()
-          if isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}

@@ -12,6 +12,10 @@ import ml_collections
 from absl import logging
 from jax.experimental import multihost_utils
 
+from llamo_jax.data import record_builder
+from llamo_jax.data import records
+from llamo_jax.synthetic import corpus as corpus_lib
+
 
 def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> pathlib.Path:
   """The HumanML3D-layout corpus at `corpus.dir`, generated if absent.
@@ -23,7 +27,6 @@ def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> pathlib.Path:
     if root.exists() and any(root.iterdir()):
       raise FileExistsError(f"{root} exists but holds no corpus.json: it is not a finished synthetic corpus. "
                             "Delete it or set config.data.corpus.dir to another folder.")
-    from data_pipelines.synthetic import corpus as corpus_lib  # pylint: disable=g-import-not-at-top
     logging.info("building the synthetic corpus (%d clips) in %s", corpus.num_motions, root)
     corpus_lib.build(root, corpus_lib.Config(
         num_motions=corpus.num_motions, seed=corpus.seed, fps=corpus.fps,
@@ -32,14 +35,19 @@ def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> pathlib.Path:
   return root
 
 
-def ensure_records(corpus_dir: pathlib.Path, records_path: str, representation: str) -> pathlib.Path:
-  """The record dataset at `records_path`, built from `corpus_dir` if absent."""
+def ensure_records(corpus_dir: pathlib.Path, records_path: str, representation: str, *,
+                   mirror: bool = False) -> pathlib.Path:
+  """The record dataset at `records_path`, built from `corpus_dir` if absent (with mirrored train
+  clips when `mirror`); an existing one built the other way is refused."""
   target = pathlib.Path(records_path)
   if jax.process_index() == 0 and not target.exists():
-    from data_pipelines import build_records  # pylint: disable=g-import-not-at-top
     logging.info("building %s records of %s in %s", representation, corpus_dir, target)
-    report = build_records.build_records(corpus_dir, target.parent, representation=representation,
-                                         name=target.name)
-    logging.info("%s", build_records.format_report(report))
+    report = record_builder.build_records(corpus_dir, target.parent, representation=representation,
+                                          name=target.name, mirror=mirror)
+    logging.info("%s", record_builder.format_report(report))
   multihost_utils.sync_global_devices("records")
+  built_mirrored = records.open_dataset(target).mirrored_train
+  if built_mirrored != mirror:
+    raise ValueError(f"The records at {target} were built with mirror={built_mirrored}, but the config asks "
+                     f"for data.mirror={mirror}; point data.path at another folder (or delete this one).")
   return target

@@ -4,7 +4,8 @@ A dataset directory (written by `python -m data_pipelines.build_records`) holds:
   dataset_info.json, features.json     TFDS metadata (read with tfds.builder_from_directory)
   NAME-SPLIT.array_record-0000i-of-0000n  the records, in source ID order
   mean.npy, std.npy                    float32 [C] normalisation statistics
-  motion_meta.json                     representation, dim, fps, source, where the stats came from
+  motion_meta.json                     representation, dim, fps, source, where the stats came from,
+                                       whether the train split holds mirrored clips
   build_report.json                    written / skipped counts per split and reason
 
 Record schema (one example = one clip or captioned sub-clip):
@@ -31,6 +32,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from llamo_jax.data import sources
+from llamo_jax.motion import skeleton
 
 FORMAT_VERSION = "1.0.0"
 META_FILE = "motion_meta.json"
@@ -42,7 +44,7 @@ def features_dict(dim: int) -> tfds.features.FeaturesDict:
   """The TFDS feature spec of a motion record with `dim`-dim features."""
   return tfds.features.FeaturesDict({
       "features": tfds.features.Tensor(shape=(None, dim), dtype=np.float32, encoding="bytes"),
-      "joints": tfds.features.Tensor(shape=(None, sources.NUM_JOINTS, 3), dtype=np.float32,
+      "joints": tfds.features.Tensor(shape=(None, skeleton.NUM_JOINTS, 3), dtype=np.float32,
                                      encoding="bytes"),
       "captions": tfds.features.Sequence(tfds.features.Text()),
       "attributes": tfds.features.Text(),
@@ -114,6 +116,7 @@ class MotionDataset:
   mean: np.ndarray  # float32 [C]
   std: np.ndarray   # float32 [C]
   split_sizes: Mapping[str, int]
+  mirrored_train: bool = False  # the train split holds the left/right mirror of every clip
 
   def data_source(self, split: str) -> Any:
     """A Grain-compatible random-access source of `split` (records as tfds decodes them)."""
@@ -138,7 +141,8 @@ def open_dataset(path: str | pathlib.Path) -> MotionDataset:
   return MotionDataset(
       path=path, name=meta["name"], representation=meta["representation"], dim=int(meta["dim"]),
       fps=float(meta["fps"]), mean=np.load(path / MEAN_FILE), std=np.load(path / STD_FILE),
-      split_sizes={k: int(v) for k, v in meta["split_sizes"].items()})
+      split_sizes={k: int(v) for k, v in meta["split_sizes"].items()},
+      mirrored_train=bool(meta.get("mirrored_train", False)))
 
 
 def decode(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -35,17 +35,14 @@ import dataclasses
 import json
 import math
 import pathlib
-from typing import Iterator, Mapping
+from typing import Iterator
 
 import numpy as np
 
-# name -> (HumanML3D-layout feature folder, feature dim, mean file, std file, default fps).
-REPRESENTATIONS: Mapping[str, tuple[str, int, str, str, int]] = {
-    "hml263": ("new_joint_vecs", 263, "Mean.npy", "Std.npy", 20),
-    "mm272": ("vecs272", 272, "Mean272.npy", "Std272.npy", 30),
-}
+from llamo_jax.motion import representation as representation_lib
+from llamo_jax.motion.skeleton import NUM_JOINTS
+
 SPLIT_NAMES = ("train", "val", "test", "zeroshot")
-NUM_JOINTS = 22
 
 # Why an example was not written. Every skipped example is counted under one of these.
 SKIP_REASONS = (
@@ -136,13 +133,14 @@ class _FolderSource:
     if not self.root.is_dir():
       raise FileNotFoundError(f"Motion source folder {self.root} does not exist; pass --source=DIR "
                               f"pointing at a {self.source_format} folder.")
-    if representation not in REPRESENTATIONS:
+    if representation not in representation_lib.NAMES:
       raise ValueError(f"Unknown representation {representation!r}; choose one of "
-                       f"{sorted(REPRESENTATIONS)}.")
+                       f"{sorted(representation_lib.NAMES)}.")
     self.representation = representation
-    _, self.dim, self.mean_file, self.std_file, default_fps = REPRESENTATIONS[representation]
+    rep = representation_lib.get_representation(representation)
+    self.dim, self.mean_file, self.std_file = rep.dim, rep.mean_file, rep.std_file
     self.min_len = int(min_len)
-    self.fps = float(fps if fps is not None else self._folder_fps(default_fps))
+    self.fps = float(fps if fps is not None else self._folder_fps(rep.fps))
 
   # --------------------------------------------------------------- layout (subclasses)
   def _folder_fps(self, default: int) -> float:
@@ -283,10 +281,12 @@ class HumanML3DSource(_FolderSource):
   def __init__(self, root: str | pathlib.Path, representation: str = "hml263", *,
                min_len: int = 40, fps: float | None = None):
     super().__init__(root, representation, min_len=min_len, fps=fps)
-    feature_dir = self.root / REPRESENTATIONS[representation][0]
-    if not feature_dir.is_dir():
-      raise FileNotFoundError(f"{feature_dir} does not exist: this folder has no {representation} "
-                              "features; pick another --representation or regenerate the corpus.")
+    rep = representation_lib.get_representation(representation)
+    self.feature_dir = self.root / rep.feature_dir
+    if not self.feature_dir.is_dir():
+      raise FileNotFoundError(f"{self.feature_dir} does not exist: this folder has no "
+                              f"{representation} features; pick another --representation or "
+                              "regenerate the corpus.")
     if not self.split_names():
       raise FileNotFoundError(f"No split files ({', '.join(s + '.txt' for s in SPLIT_NAMES)}) in "
                               f"{self.root}; a HumanML3D-layout folder lists its IDs per split.")
@@ -299,7 +299,7 @@ class HumanML3DSource(_FolderSource):
     return 20.0
 
   def _feature_path(self, sid: str) -> pathlib.Path:
-    return self.root / REPRESENTATIONS[self.representation][0] / f"{sid}.npy"
+    return self.feature_dir / f"{sid}.npy"
 
   def _joints_path(self, sid: str) -> pathlib.Path:
     return self.root / "new_joints" / f"{sid}.npy"

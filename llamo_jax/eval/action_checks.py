@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from data_pipelines.synthetic import measure
-from data_pipelines.synthetic import program
+from llamo_jax.synthetic import measure
+from llamo_jax.synthetic import program
 
 _LOWER_BOUNDS = ("count", "distance", "angle")
 # Words data_pipelines/synthetic/captions.py uses for each action (stems).

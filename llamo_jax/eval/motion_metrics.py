@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-TOES = (10, 11)
+from llamo_jax.motion import skeleton
+
+TOES = (skeleton.L_FOOT, skeleton.R_FOOT)
 
 
 def frame_errors(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -94,7 +96,7 @@ def mpjpe_by_window_mm(errors: list[np.ndarray], window: int) -> dict[str, float
 
 def reconstruction_metrics(pred: np.ndarray, target: np.ndarray, fps: float) -> dict[str, float]:
   """All metrics of a reconstruction against its ground truth (both [T,22,3])."""
-  if pred.shape != target.shape or pred.shape[-2:] != (22, 3):
+  if pred.shape != target.shape or pred.shape[-2:] != (skeleton.NUM_JOINTS, 3):
     raise ValueError(f"pred {pred.shape} and target {target.shape} must both be [T,22,3].")
   return {
       "mpjpe_mm": mpjpe_mm(pred, target),

@@ -68,8 +68,12 @@ def timestep_features(t: jax.Array, dim: int = FREQ_DIM) -> jax.Array:
   return jnp.concatenate([jnp.cos(args), jnp.sin(args)], axis=-1)
 
 
-class ResBlock(nnx.Module):
-  """LayerNorm -> adaLN shift/scale -> Linear-SiLU-Linear -> gated residual."""
+class AdaLNResBlock(nnx.Module):
+  """LayerNorm -> adaLN shift/scale -> Linear-SiLU-Linear -> gated residual (an MLP block).
+
+  Not the motion VAE's `CausalConvResBlock`: this one mixes channels of one token
+  and is modulated by the condition; that one convolves over time.
+  """
 
   def __init__(self, width: int, *, rngs: nnx.Rngs):
     self.fc1 = Linear(width, width, rngs=rngs)
@@ -98,7 +102,7 @@ class FlowHead(nnx.Module):
     self.time_fc2 = Linear(width, width, rngs=rngs, init="normal")
     self.cond_proj = Linear(cond_dim, width, rngs=rngs)
     self.in_proj = Linear(latent_dim, width, rngs=rngs)
-    self.blocks = nnx.List([ResBlock(width, rngs=rngs) for _ in range(depth)])
+    self.blocks = nnx.List([AdaLNResBlock(width, rngs=rngs) for _ in range(depth)])
     self.final_modulation = Linear(width, 2 * width, rngs=rngs, init="zeros")
     self.out_proj = Linear(width, latent_dim, rngs=rngs, init="zeros")
 

@@ -17,7 +17,7 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-from llamo_jax import sharding
+from llamo_jax.core import sharding
 
 INIT_STD = 0.02  # HF Llama's initializer_range.
 

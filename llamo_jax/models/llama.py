@@ -23,8 +23,8 @@ from flax import nnx
 import jax
 import jax.numpy as jnp
 
-from llamo_jax import config_dataclass
-from llamo_jax import sharding
+from llamo_jax.core import config_dataclass
+from llamo_jax.core import sharding
 from llamo_jax.models import attention as attn_lib
 from llamo_jax.models.attention import KVCache, RopeScaling
 from llamo_jax.models.layers import Dense, Embed, Expert, RMSNorm

@@ -41,19 +41,16 @@ import dataclasses
 from typing import Any, Mapping
 
 from flax import nnx
-from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import optax
 
-from llamo_jax import config_dataclass
-from llamo_jax import pretrained
+from llamo_jax.core import config_dataclass
 from llamo_jax.models import flow_head as flow_lib
 from llamo_jax.models import mot as mot_lib
 from llamo_jax.models.attention import KVCache
 from llamo_jax.models.layers import Dense, make_param
 from llamo_jax.models.llama import LlamaConfig, init_cache
-from llamo_jax.models.mot import init_motion_from_text
 
 # Trainable top-level modules per stage (DESIGN.md §2); all else stays frozen.
 STAGES: dict[str, tuple[str, ...]] = {
@@ -204,19 +201,6 @@ def trainable_filter(stage: str) -> nnx.filterlib.Filter:
   if stage not in STAGES:
     raise ValueError(f"Unknown training stage {stage!r}; known stages: {sorted(STAGES)}.")
   return nnx.All(nnx.Param, nnx.Any(*(nnx.PathContains(name) for name in STAGES[stage])))
-
-
-def load_base(model: LLaMo, pretrained_dir: str) -> None:
-  """Loads an imported Llama (`python -m llamo_jax.import_llm`) into the text
-  expert, embeddings, final norm and LM head, then copies text -> motion expert."""
-  cfg = pretrained.resolve_config(pretrained.read_config(pretrained_dir), model.cfg)
-  current = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict())
-  # Restore straight into the model's shardings (works on any mesh, multi-host included).
-  target = {k: jax.ShapeDtypeStruct(v.shape, current[k].dtype, sharding=current[k].sharding)
-            for k, v in traverse_util.flatten_dict(pretrained.abstract_params(cfg)).items()}
-  params = pretrained.restore_params(pretrained_dir, traverse_util.unflatten_dict(target))
-  nnx.update(model, params)
-  init_motion_from_text(model)
 
 
 # ------------------------------------------------------------------ decoding

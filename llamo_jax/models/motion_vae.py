@@ -30,14 +30,14 @@ C latent, W width.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Mapping
+from typing import Any
 
 from flax import nnx
 from flax import struct
 import jax
 import jax.numpy as jnp
 
-from llamo_jax import config_dataclass
+from llamo_jax.core import config_dataclass
 from llamo_jax.models import fsq as fsq_lib
 from llamo_jax.models.causal_conv import CausalConv1d
 from llamo_jax.models.llama import DTYPES
@@ -88,8 +88,8 @@ class MotionVAEConfig(config_dataclass.FromDict):
 
 
 PRESETS: dict[str, MotionVAEConfig] = {
-    # CPU tests and smoke runs.
-    "tiny": MotionVAEConfig(width=64, latent_dim=32, depth=3),
+    # CPU scale (configs/motion_vae.py:tiny and the demo).
+    "tiny": MotionVAEConfig(width=128, latent_dim=32, depth=3),
     # The paper's scale (MotionStreamer's causal TAE widths), latent 32.
     "paper": MotionVAEConfig(width=512, latent_dim=32, depth=3),
 }
@@ -137,8 +137,11 @@ def pad_frames(x: jax.Array, lengths: jax.Array | None = None) -> jax.Array:
   return jnp.take_along_axis(x, src[:, :, None], axis=1)
 
 
-class ResBlock(nnx.Module):
-  """x + conv_k1(act(conv_k3_dilated(act(x)))), both convs causal."""
+class CausalConvResBlock(nnx.Module):
+  """x + conv_k1(act(conv_k3_dilated(act(x)))), both convs causal (a 1D conv block over time).
+
+  Not the flow head's `AdaLNResBlock` (a per-token MLP block modulated by a condition).
+  """
 
   def __init__(self, width: int, dilation: int, activation: str, **kw):
     self.conv1 = CausalConv1d(width, width, 3, dilation=dilation, **kw)
@@ -168,7 +171,8 @@ class EncoderStage(nnx.Module):
 
   def __init__(self, cfg: MotionVAEConfig, **kw):
     self.down = CausalConv1d(cfg.width, cfg.width, 4, stride=2, **kw)
-    self.blocks = nnx.List([ResBlock(cfg.width, d, cfg.activation, **kw) for d in cfg.dilations])
+    self.blocks = nnx.List([CausalConvResBlock(cfg.width, d, cfg.activation, **kw)
+                            for d in cfg.dilations])
 
   def init_state(self, batch: int):
     return (self.down.init_state(batch), tuple(b.init_state(batch) for b in self.blocks))
@@ -183,7 +187,8 @@ class DecoderStage(nnx.Module):
   """A residual stack, nearest x2 upsampling (frames 2t, 2t+1 copy step t), then a causal conv."""
 
   def __init__(self, cfg: MotionVAEConfig, **kw):
-    self.blocks = nnx.List([ResBlock(cfg.width, d, cfg.activation, **kw) for d in cfg.dilations])
+    self.blocks = nnx.List([CausalConvResBlock(cfg.width, d, cfg.activation, **kw)
+                            for d in cfg.dilations])
     self.conv = CausalConv1d(cfg.width, cfg.width, 3, **kw)
 
   def init_state(self, batch: int):

@@ -25,18 +25,16 @@ the total, and `mpjpe_mm` (mean joint position error in mm, not differentiated).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from llamo_jax import config_dataclass
+from llamo_jax.core import config_dataclass
 from llamo_jax.models.motion_vae import FRAMES_PER_LATENT, VAEOutput
+from llamo_jax.motion import representation as representation_lib
 
-# Feature dim and leading root dims of each representation (DESIGN.md section 3).
-REPRESENTATION_DIMS = {"hml263": 263, "mm272": 272}
-ROOT_DIMS = {"hml263": 4, "mm272": 8}
 RECON_KINDS = ("smooth_l1", "l2")
 
 
@@ -51,9 +49,9 @@ class VAELossConfig(config_dataclass.FromDict):
   w_joints: float = 1.0           # 0 disables the joint term (no mean/std needed then)
 
   def __post_init__(self):
-    if self.representation not in REPRESENTATION_DIMS:
+    if self.representation not in representation_lib.NAMES:
       raise ValueError(f"VAELossConfig.representation={self.representation!r} is not one of "
-                       f"{sorted(REPRESENTATION_DIMS)}.")
+                       f"{sorted(representation_lib.NAMES)}.")
     if self.recon not in RECON_KINDS:
       raise ValueError(f"VAELossConfig.recon={self.recon!r} is not one of {RECON_KINDS}.")
     for name in ("w_recon", "w_root", "w_kl", "w_joints"):
@@ -102,8 +100,9 @@ class VAELoss:
   def __init__(self, cfg: VAELossConfig, feature_mean: Any = None, feature_std: Any = None, *,
                to_joints: Callable[[jax.Array], jax.Array] | None = None):
     self.cfg = cfg
-    self.dim = REPRESENTATION_DIMS[cfg.representation]
-    self.root_dims = ROOT_DIMS[cfg.representation]
+    rep = representation_lib.get_representation(cfg.representation)
+    self.dim = rep.dim
+    self.root_dims = rep.root_dims
     self.to_joints = None
     if cfg.w_joints > 0:
       if feature_mean is None or feature_std is None:
@@ -119,8 +118,7 @@ class VAELoss:
         if not np.all(np.isfinite(np.asarray(value))):
           raise ValueError(f"VAELoss: {name} contains NaN/inf; recompute the dataset statistics.")
       if to_joints is None:
-        from llamo_jax.motion import representation  # pylint: disable=g-import-not-at-top
-        to_joints = representation.get_representation(cfg.representation).to_joints_jax
+        to_joints = rep.to_joints_jax
       self.to_joints = to_joints
 
   def __call__(self, out: VAEOutput, target: jax.Array, mask: jax.Array

@@ -45,6 +45,9 @@ Array = Any  # np.ndarray | jax.Array
 
 DIM = 263
 FPS = 20
+# Where a HumanML3D-layout folder keeps these features and their statistics.
+FEATURE_DIR = "new_joint_vecs"
+MEAN_FILE, STD_FILE = "Mean.npy", "Std.npy"
 J = skeleton.NUM_JOINTS
 FEET_THRESHOLD = 0.002
 FACING_SMOOTH_SIGMA = 20.0
@@ -216,7 +219,7 @@ def load_mean_std(directory: str | pathlib.Path) -> tuple[np.ndarray, np.ndarray
   """Reads Mean.npy and Std.npy ([263] each) from a HumanML3D-layout folder."""
   directory = pathlib.Path(directory)
   arrays = []
-  for name in ("Mean.npy", "Std.npy"):
+  for name in (MEAN_FILE, STD_FILE):
     path = directory / name
     if not path.is_file():
       raise FileNotFoundError(f"{path} not found; a HumanML3D folder needs Mean.npy and Std.npy "

@@ -54,6 +54,9 @@ Array = Any  # np.ndarray | jax.Array
 
 DIM = 272
 FPS = 30
+# Where a HumanML3D-layout folder keeps these features and their statistics.
+FEATURE_DIR = "vecs272"
+MEAN_FILE, STD_FILE = "Mean272.npy", "Std272.npy"
 J = skeleton.NUM_JOINTS
 # Slices of the feature vector.
 ROOT_VEL = slice(0, 2)

@@ -7,6 +7,12 @@
 
 Features drop the last frame (velocities are forward differences), so a clip of T
 frames gives T-1 feature rows and decoding T rows gives T frames.
+
+The registry here is what the rest of the package reads for the facts of each
+representation: its dim, frame rate, leading root dims, and where a HumanML3D-layout
+folder keeps its features and mean/std (`feature_dir`, `mean_file`, `std_file`);
+the values themselves are defined next to each format's code (humanml3d.py,
+rep272.py). See docs/design.md, Motion formats.
 """
 from __future__ import annotations
 
@@ -28,15 +34,23 @@ class Representation:
   Attributes:
     name: registry name ("hml263" | "mm272").
     dim: feature size per frame.
-    fps: frame rate the format is defined at.
+    fps: frame rate the format is defined at (a folder's default frame rate).
     has_rotations: whether the features hold true local joint rotations that
       `to_rotations` can return (mm272); hml263's rotation block comes from a
       quirky IK and is not a usable pose.
+    root_dims: the leading feature dims that describe the root (hml263: 0:4, yaw
+      velocity, xz velocity, height; mm272: 0:8, xz velocity + 6D heading change).
+    feature_dir: folder of the per-clip feature files in a HumanML3D-layout dataset.
+    mean_file, std_file: the feature statistics' file names in such a folder.
   """
   name: str
   dim: int
   fps: int
   has_rotations: bool
+  root_dims: int
+  feature_dir: str
+  mean_file: str
+  std_file: str
   _from_joints: Callable[[np.ndarray], np.ndarray] = dataclasses.field(repr=False)
   _to_joints: Callable[[np.ndarray], np.ndarray] = dataclasses.field(repr=False)
   _to_joints_jax: Callable[[jax.Array], jax.Array] = dataclasses.field(repr=False)
@@ -91,11 +105,15 @@ def _hml_from_rotations(local_quats, root_pos, offsets):
 _REGISTRY = {
     "hml263": Representation(
         name="hml263", dim=humanml3d.DIM, fps=humanml3d.FPS, has_rotations=False,
+        root_dims=humanml3d.GROUPS["root_y"].stop, feature_dir=humanml3d.FEATURE_DIR,
+        mean_file=humanml3d.MEAN_FILE, std_file=humanml3d.STD_FILE,
         _from_joints=humanml3d.joints_to_features, _to_joints=humanml3d.features_to_joints,
         _to_joints_jax=humanml3d.features_to_joints_jax, _from_rotations=_hml_from_rotations,
         _to_rotations=None),
     "mm272": Representation(
         name="mm272", dim=rep272.DIM, fps=rep272.FPS, has_rotations=True,
+        root_dims=rep272.HEADING_CHANGE.stop, feature_dir=rep272.FEATURE_DIR,
+        mean_file=rep272.MEAN_FILE, std_file=rep272.STD_FILE,
         _from_joints=rep272.from_joints, _to_joints=rep272.to_joints,
         _to_joints_jax=rep272.to_joints_jax, _from_rotations=rep272.from_rotations,
         _to_rotations=rep272.to_rotations),

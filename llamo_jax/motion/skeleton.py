@@ -2,7 +2,7 @@
 
 Y is up; the rest pose (all local rotations identity) is the T-pose given by
 `TARGET_OFFSETS`, the bone vectors of HumanML3D's target skeleton: raw offset
-directions (DESIGN.md section 3) times the bone lengths measured on the released
+directions (docs/design.md, Motion formats) times the bone lengths measured on the released
 clip 012314 (constant over its frames to 3e-7 m).
 """
 from __future__ import annotations
@@ -18,7 +18,12 @@ JOINT_NAMES = (
     "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck", "left_collar",
     "right_collar", "head", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
     "left_wrist", "right_wrist")
-NUM_JOINTS = 22
+NUM_JOINTS = len(JOINT_NAMES)
+# Joint indices, in JOINT_NAMES order (L_FOOT / R_FOOT are the toe joints "left_foot", "right_foot").
+(PELVIS, L_HIP, R_HIP, SPINE1, L_KNEE, R_KNEE, SPINE2, L_ANKLE, R_ANKLE, SPINE3, L_FOOT, R_FOOT,
+ NECK, L_COLLAR, R_COLLAR, HEAD, L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST,
+ R_WRIST) = range(NUM_JOINTS)
+SPINE_JOINTS = (SPINE1, SPINE2, SPINE3)
 PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
 KINEMATIC_CHAINS = ((0, 2, 5, 8, 11), (0, 1, 4, 7, 10), (0, 3, 6, 9, 12, 15),
                     (9, 14, 17, 19, 21), (9, 13, 16, 18, 20))
@@ -34,11 +39,11 @@ BONE_LENGTHS = np.array([
     0.1229844, 0.2568399, 0.2630919, 0.2660118, 0.2698763])
 TARGET_OFFSETS = RAW_OFFSETS * BONE_LENGTHS[:, None]
 # Foot joints used for contacts: left (ankle, toe), right (ankle, toe).
-LEFT_FOOT = (7, 10)
-RIGHT_FOOT = (8, 11)
+LEFT_FOOT = (L_ANKLE, L_FOOT)
+RIGHT_FOOT = (R_ANKLE, R_FOOT)
 FOOT_JOINTS = LEFT_FOOT + RIGHT_FOOT
 # Facing direction from these: right hip, left hip, right shoulder, left shoulder.
-FACE_JOINTS = (2, 1, 17, 16)
+FACE_JOINTS = (R_HIP, L_HIP, R_SHOULDER, L_SHOULDER)
 
 
 def forward_kinematics(local_quats: Any, root_pos: Any, offsets: Any = TARGET_OFFSETS) -> Any:

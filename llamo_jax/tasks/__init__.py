@@ -1,20 +1,23 @@
-"""Training tasks: each pairs a model with its loss, data and evaluation."""
-from __future__ import annotations
+"""Training tasks (each pairs a model with its loss, data and evaluation), and running a config's task.
 
-import importlib
+`train_and_evaluate(config, workdir)` and `restore_for_eval(config, workdir)` look the
+task up by `config.task` and hand it to the generic machinery in `llamo_jax.training`.
+"""
+from __future__ import annotations
 
 import jax
 import ml_collections
 from etils import epath
+from flax import nnx
 
-from llamo_jax.tasks.base import Task
+from llamo_jax.tasks.llamo import LLaMoTask
+from llamo_jax.tasks.lm import LanguageModelTask
+from llamo_jax.tasks.motion_vae import MotionVAETask
+from llamo_jax.training import runs
+from llamo_jax.training import trainer
+from llamo_jax.training.task import Task
 
-# name -> "module:Class", imported lazily so a task's dependencies load only when used.
-TASKS = {
-    "lm": "llamo_jax.tasks.lm:LanguageModelTask",
-    "motion_vae": "llamo_jax.tasks.motion_vae:MotionVAETask",
-    "llamo": "llamo_jax.tasks.llamo:LLaMoTask",
-}
+TASKS: dict[str, type[Task]] = {"lm": LanguageModelTask, "motion_vae": MotionVAETask, "llamo": LLaMoTask}
 
 
 def get_task(config: ml_collections.ConfigDict, workdir: epath.Path, mesh: jax.sharding.Mesh) -> Task:
@@ -22,5 +25,15 @@ def get_task(config: ml_collections.ConfigDict, workdir: epath.Path, mesh: jax.s
   name = config.get("task", None)
   if name not in TASKS:
     raise ValueError(f"config.task={name!r} is not a known task; choose one of {sorted(TASKS)}.")
-  module_name, cls_name = TASKS[name].split(":")
-  return getattr(importlib.import_module(module_name), cls_name)(config, workdir, mesh)
+  return TASKS[name](config, workdir, mesh)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path) -> dict[str, float]:
+  """Trains `config.task` (or a pipeline of runs) in `workdir`, resuming from its latest checkpoint."""
+  return trainer.train_and_evaluate(config, workdir, get_task)
+
+
+def restore_for_eval(config: ml_collections.ConfigDict, workdir: str | epath.Path, step: int | None = None
+                     ) -> tuple[Task, nnx.Module, int]:
+  """(prepared task, model with the checkpoint's weights, step) of a `config.task` run."""
+  return runs.restore(config, workdir, get_task, step)

@@ -1,4 +1,4 @@
-"""LLaMo's staged training from a pretrained LLM and a trained motion VAE (DESIGN.md section 2).
+"""LLaMo's staged training from a pretrained LLM and a trained motion VAE (docs/design.md, Staged recipe).
 
 Config keys (see configs/llamo.py):
   base.pretrained    pretrained LLM dir (`python -m llamo_jax.import_llm`); if absent and
@@ -29,13 +29,20 @@ from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
-from llamo_jax import pretrained
+from llamo_jax.convert import pretrained
 from llamo_jax.data import records
 from llamo_jax.data import sequences
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.eval import action_checks
+from llamo_jax.generation import captioning
+from llamo_jax.generation import decode
+from llamo_jax.generation import text_to_motion
 from llamo_jax.models import llamo as llamo_lib
-from llamo_jax.tasks import base
+from llamo_jax.tasks import latents as latents_lib
+from llamo_jax.tasks import lm
+from llamo_jax.tasks import motion_vae
+from llamo_jax.training import runs
+from llamo_jax.training import task as task_lib
 
 # Held-out loss terms per task and the names they are logged under (eval/NAME).
 EVAL_TERMS = {"t2m": {"flow_loss": "t2m_flow_loss", "exit_loss": "t2m_exit_loss"},
@@ -43,35 +50,23 @@ EVAL_TERMS = {"t2m": {"flow_loss": "t2m_flow_loss", "exit_loss": "t2m_exit_loss"
               "text": {"text_loss": "text_only_loss"}}
 
 
-def load_run_config(workdir: str | pathlib.Path) -> ml_collections.ConfigDict:
-  """The config a training workdir was run with (its config.json)."""
-  path = pathlib.Path(workdir) / "config.json"
-  if not path.exists():
-    raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir. Train it first "
-                            "(python -m llamo_jax.train --config=... --workdir=...).")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
-
-
 def export_lm_workdir(lm_workdir: str, out_dir: str) -> None:
   """Writes the latest checkpoint of an LM run (task "lm") as a pretrained dir."""
-  from llamo_jax import trainer  # pylint: disable=g-import-not-at-top  (trainer imports tasks)
-  lm_config = load_run_config(lm_workdir)
+  lm_config = runs.load_run_config(lm_workdir)
   if lm_config.task != "lm":
     raise ValueError(f"base.lm_workdir={lm_workdir} is a {lm_config.task!r} run, not a language model ('lm').")
-  task, model, step = trainer.restore_for_eval(lm_config, lm_workdir)
+  task, model, step = runs.restore(lm_config, lm_workdir, lm.LanguageModelTask)
   pretrained.save_pretrained(out_dir, task.model_config, model, task.tokenizer,
                              source=f"{lm_workdir} step {step}")
   logging.info("exported LM %s (step %d) to %s", lm_workdir, step, out_dir)
 
 
-class LLaMoTask(base.Task):
+class LLaMoTask(task_lib.Task):
   """MoT LLaMo on text-to-motion, motion-to-text and text-only sequences, in stages."""
 
   # ------------------------------------------------------------------ setup
 
   def prepare(self) -> None:
-    from llamo_jax import encode_motion  # pylint: disable=g-import-not-at-top
-    from llamo_jax import trainer  # pylint: disable=g-import-not-at-top
     cfg = self.config
     if cfg.get("sampling", None):  # before any training, not at the first evaluation
       action_checks.check_expectations(list(cfg.sampling.prompts),
@@ -89,14 +84,17 @@ class LLaMoTask(base.Task):
       export_lm_workdir(cfg.base.lm_workdir, pretrained_dir)
 
     # The motion VAE: restored for encoding latents and decoding samples.
-    self.vae_config = load_run_config(cfg.vae.workdir)
-    self.vae_task, self.vae, vae_step = trainer.restore_for_eval(self.vae_config, cfg.vae.workdir)
+    self.vae_config = runs.load_run_config(cfg.vae.workdir)
+    if self.vae_config.get("task") != "motion_vae":
+      raise ValueError(f"vae.workdir={cfg.vae.workdir} is a {self.vae_config.get('task')!r} run, not a motion VAE "
+                       "('motion_vae'): point it at a `configs/motion_vae.py` workdir.")
+    self.vae_task, self.vae, vae_step = runs.restore(self.vae_config, cfg.vae.workdir, motion_vae.MotionVAETask)
     logging.info("motion VAE %s at step %d", cfg.vae.workdir, vae_step)
     self.representation = self.vae_task.representation
     latents_dir = pathlib.Path(self.latents_path)
     if jax.process_index() == 0 and not (latents_dir / records.META_FILE).exists():
       data_path = pathlib.Path(self.vae_config.data.path)
-      encode_motion.encode_dataset(self.vae_task, self.vae, data_path, latents_dir.parent, latents_dir.name)
+      latents_lib.encode_dataset(self.vae_task, self.vae, data_path, latents_dir.parent, latents_dir.name)
       logging.info("encoded %s into latent records %s", data_path, latents_dir)
     multihost_utils.sync_global_devices("llamo_latents")
     latents = records.open_dataset(latents_dir)
@@ -118,14 +116,14 @@ class LLaMoTask(base.Task):
   def latents_path(self) -> str:
     if self.config.data.get("latents", ""):
       return self.config.data.latents
-    name = pathlib.Path(load_run_config(self.config.vae.workdir).data.path).name
+    name = pathlib.Path(runs.load_run_config(self.config.vae.workdir).data.path).name
     return str(pathlib.Path(self.config.vae.workdir) / "latents" / f"{name}_latents")
 
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return llamo_lib.LLaMo(self.model_config, rngs=rngs)
 
   def load_pretrained(self, model: nnx.Module) -> None:
-    llamo_lib.load_base(model, self.config.base.pretrained)
+    pretrained.load_base(model, self.config.base.pretrained)
 
   @property
   def trainable(self) -> Any:
@@ -190,8 +188,7 @@ class LLaMoTask(base.Task):
     captions.json (generated, references, actions named); logs filmstrips, captions and
     t2m_prompt_adherence / m2t_action_recall to TensorBoard.
     """
-    from llamo_jax import generation  # pylint: disable=g-import-not-at-top
-    from llamo_jax.motion import render  # pylint: disable=g-import-not-at-top  (matplotlib)
+    from llamo_jax.motion import stick_figure  # pylint: disable=g-import-not-at-top  (matplotlib)
     s = self.config.sampling
     out = epath.Path(self.workdir) / "samples" / f"step_{step}"
     out.mkdir(parents=True, exist_ok=True)
@@ -201,22 +198,15 @@ class LLaMoTask(base.Task):
     if prompts:
       expect = list(s.get("expect", ()))  # validated in prepare
       # Sample j of prompt i is row j * len(prompts) + i; sample 0 of each is rendered.
-      tokens = [sequences.t2m_prompt(self.tokenizer, p, self.bom) for p in prompts] * n_per
-      latents, lengths = generation.generate_motion(
-          model, tokens, jax.random.key(step), max_latents=s.max_latents, cfg_scale=s.cfg_scale,
-          flow_steps=s.flow_steps, method=s.method, temperature=s.temperature,
-          exit_threshold=s.exit_threshold)
-      feats = generation.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
-                                        self.latent_mean, self.latent_std)
+      _, motions, lengths = self.sample_motions(model, prompts * n_per, jax.random.key(step))
       images, report = {}, []
-      for row, f in enumerate(feats):
+      for row, joints in enumerate(motions):
         i, j = row % len(prompts), row // len(prompts)
-        joints = self.representation.to_joints(f * self.vae_task.std + self.vae_task.mean)
         if j == 0:
           np.save(out / f"t2m_{i}.npy", joints)
-          render.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps,
+          stick_figure.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps,
                                caption=prompts[i])
-          images[f"t2m/{i}"] = render.render_frames_image(joints, prompts[i])[None]
+          images[f"t2m/{i}"] = stick_figure.render_frames_image(joints, prompts[i])[None]
         entry = {"prompt": prompts[i], "sample": j, "frames": int(joints.shape[0])}
         if expect:
           entry.update(expect=expect[i], **action_checks.check(joints, self.representation.fps, expect[i]))
@@ -238,9 +228,37 @@ class LLaMoTask(base.Task):
     logging.info("wrote samples to %s", out)
     return metrics
 
+  def sample_motions(self, model, prompts: list[str], key: jax.Array, **overrides: Any
+                     ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Text to motion with config.sampling (non-None `overrides` win), one sample per prompt.
+
+    Returns (features [T, D] in the VAE's representation, denormalised; joints [T, 22, 3];
+    latents generated per prompt [B]).
+    """
+    s = dict(self.config.sampling.to_dict(), **{k: v for k, v in overrides.items() if v is not None})
+    tokens = [sequences.t2m_prompt(self.tokenizer, p, self.bom) for p in prompts]
+    latents, lengths = text_to_motion.generate_motion(
+        model, tokens, key, max_latents=s["max_latents"], cfg_scale=s["cfg_scale"],
+        flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
+        exit_threshold=s["exit_threshold"])
+    feats = decode.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
+                                  self.latent_mean, self.latent_std)
+    features = [f * self.vae_task.std + self.vae_task.mean for f in feats]
+    joints = [np.asarray(self.representation.to_joints(f)) for f in features]
+    return features, joints, np.asarray(lengths)
+
+  def caption_features(self, model, features: np.ndarray) -> str:
+    """A greedy caption of one motion, features [T, D] in the VAE's representation (denormalised)."""
+    feats = (np.asarray(features, np.float32) - self.vae_task.mean) / self.vae_task.std
+    z = np.asarray(motion_vae.encode(self.vae, jnp.asarray(feats[None]), jnp.asarray([len(feats)], jnp.int32)))[0]
+    z = (z - self.latent_mean) / self.latent_std
+    ids = captioning.caption_motion(model, z[None], np.array([len(z)], np.int32),
+                                    sequences.m2t_prompt(self.tokenizer, self.bom), eos_id=self.tokenizer.eos_id,
+                                    max_new_tokens=int(self.config.sampling.max_caption_tokens))
+    return self.tokenizer.decode(ids[0])
+
   def caption_heldout(self, model, n: int, *, max_new_tokens: int = 40) -> list[dict[str, Any]]:
     """Greedy captions of the first `n` clips of the latent val split, with references and actions named."""
-    from llamo_jax import generation  # pylint: disable=g-import-not-at-top
     source = records.open_dataset(self.latents_path).data_source("val")
     recs = [records.decode(source[i]) for i in range(min(n, len(source)))]
     for r in recs:  # as in training: the first data.max_motion_tokens latents
@@ -251,7 +269,7 @@ class LLaMoTask(base.Task):
     for i, r in enumerate(recs):
       latents[i, :r["length"]] = (r["features"] - self.latent_mean) / self.latent_std
     lengths = np.array([r["length"] for r in recs], np.int32)
-    ids = generation.caption_motion(model, latents, lengths, sequences.m2t_prompt(self.tokenizer, self.bom),
+    ids = captioning.caption_motion(model, latents, lengths, sequences.m2t_prompt(self.tokenizer, self.bom),
                                     eos_id=self.tokenizer.eos_id, max_new_tokens=max_new_tokens)
     out = []
     for r, t in zip(recs, ids):

@@ -15,11 +15,12 @@ from absl import logging
 from flax import nnx
 from jax.experimental import multihost_utils
 
+from llamo_jax.convert import pretrained
 from llamo_jax.data import prepare
 from llamo_jax.data import text as text_data
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models.llama import Llama, LlamaConfig
-from llamo_jax.tasks import base
+from llamo_jax.training import task as task_lib
 
 
 def next_token_loss(logits: jax.Array, tokens: jax.Array, segment_ids: jax.Array
@@ -36,7 +37,7 @@ def next_token_loss(logits: jax.Array, tokens: jax.Array, segment_ids: jax.Array
   return jnp.where(valid, ce, 0.0).sum() / n, valid.sum()
 
 
-class LanguageModelTask(base.Task):
+class LanguageModelTask(task_lib.Task):
   """Config keys: model (LlamaConfig fields; vocab_size 0 = the tokenizer's), init_from
   (pretrained dir from `import_llm`, optional), tokenizer (path, optional), tokenizer_vocab_size
   (SentencePiece trained on the corpus when neither is given), data.corpus (see
@@ -72,7 +73,6 @@ class LanguageModelTask(base.Task):
 
   def load_pretrained(self, model: nnx.Module) -> None:
     if self.config.get("init_from", ""):
-      from llamo_jax import pretrained  # pylint: disable=g-import-not-at-top
       cfg, loaded, _ = pretrained.load_pretrained(self.config.init_from)
       if cfg != self.model_config:
         raise ValueError(f"config.model does not match the pretrained model in {self.config.init_from}: "

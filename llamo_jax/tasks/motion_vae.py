@@ -1,8 +1,8 @@
-"""Training and evaluation of the causal motion VAE (DESIGN.md section 1).
+"""Training and evaluation of the causal motion VAE (docs/design.md, Motion VAE).
 
 Config keys: model (MotionVAEConfig fields; input_dim is set from the representation),
 loss (VAELossConfig fields), data (the motion pipeline's keys, see llamo_jax/data/pipeline.py),
-eval_batches, eval_renders. A staged config (trainer.stage_plan) may give a stage a `data`
+eval_batches, eval_renders. A staged config (training.stages.stage_plan) may give a stage a `data`
 dict that overrides data keys for that stage's training stream, e.g. a length curriculum:
 short crops first, then whole clips (`stages.clips.data.max_len=196`). Evaluation always
 reads the base `data` config, so its numbers compare across stages.
@@ -21,19 +21,20 @@ from llamo_jax.data import pipeline as motion_pipeline
 from llamo_jax.data import prepare
 from llamo_jax.eval import motion_metrics
 from llamo_jax.models import vae_loss
-from llamo_jax.models.motion_vae import MotionVAE, MotionVAEConfig
+from llamo_jax.models.motion_vae import MotionVAE, MotionVAEConfig, num_latents
 from llamo_jax.motion import representation as representation_lib
-from llamo_jax.tasks import base
+from llamo_jax.training import task as task_lib
 
 
-class MotionVAETask(base.Task):
+class MotionVAETask(task_lib.Task):
   """The motion VAE on normalised features of one representation (hml263 or mm272)."""
 
   def prepare(self) -> None:
     cfg = self.config
     if "corpus" in cfg.data:
       corpus_dir = prepare.ensure_synthetic_corpus(cfg.data.corpus)
-      prepare.ensure_records(corpus_dir, cfg.data.path, cfg.data.representation)
+      prepare.ensure_records(corpus_dir, cfg.data.path, cfg.data.representation,
+                             mirror=bool(cfg.data.get("mirror", False)))
     self.representation = representation_lib.get_representation(cfg.data.representation)
     self.model_config = MotionVAEConfig.from_dict({**cfg.model.to_dict(), "input_dim": self.representation.dim})
     self.mean, self.std = motion_pipeline.load_stats(cfg.data)
@@ -101,11 +102,11 @@ class MotionVAETask(base.Task):
         break
       preds, targets = self.reconstruct_joints(model, batch["features"], batch["length"])
       errors += [motion_metrics.frame_errors(p, t) for p, t in zip(preds, targets)]
-      z = np.asarray(_encode(model, jnp.asarray(batch["features"]), jnp.asarray(batch["length"])))
+      z = np.asarray(encode(model, jnp.asarray(batch["features"]), jnp.asarray(batch["length"])))
       for j, (p, t) in enumerate(zip(preds, targets)):
         per_clip.append(dict(motion_metrics.reconstruction_metrics(p, t, self.representation.fps),
                              clip_id=str(batch["clip_id"][j]), frames=len(t)))
-        latents.append(z[j, :-(-len(t) // 4)])
+        latents.append(z[j, :num_latents(len(t))])
     if not per_clip:
       raise ValueError(f"split {split!r} of {self.config.data.path} has no examples.")
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, float)]
@@ -127,8 +128,8 @@ class MotionVAETask(base.Task):
     metrics = {k: float(np.mean([m[k] for m in per_clip])) for k in per_clip[0]}
     n_render = self.config.get("eval_renders", 0)
     if n_render and jax.process_index() == 0:
-      from llamo_jax.motion import render  # pylint: disable=g-import-not-at-top  (matplotlib)
-      images = {f"recon_vs_gt/{i}": render.stacked_frames_image([p, t], ["reconstruction", "ground truth"])
+      from llamo_jax.motion import stick_figure  # pylint: disable=g-import-not-at-top  (matplotlib)
+      images = {f"recon_vs_gt/{i}": stick_figure.stacked_frames_image([p, t], ["reconstruction", "ground truth"])
                 for i, (p, t) in enumerate(zip(preds[:n_render], targets[:n_render]))}
       writer.write_images(step, {k: v[None] for k, v in images.items()})
     return metrics
@@ -149,5 +150,6 @@ def latent_statistics(latents: list[np.ndarray]) -> dict[str, float]:
 
 
 @nnx.jit
-def _encode(model: MotionVAE, features: jax.Array, lengths: jax.Array) -> jax.Array:
+def encode(model: MotionVAE, features: jax.Array, lengths: jax.Array) -> jax.Array:
+  """Jitted `model.encode`: latents [B, ceil(T/4), C] of normalised features [B, T, D] (no noise)."""
   return model.encode(features, lengths)

@@ -15,7 +15,7 @@ import pytest
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from llamo_jax import pretrained
+from llamo_jax.convert import pretrained
 from llamo_jax.convert import gguf as gguf_lib
 from llamo_jax.convert.hf import ConversionError
 

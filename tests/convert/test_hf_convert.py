@@ -17,10 +17,10 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 torch = pytest.importorskip("torch", reason="HF parity tests need torch (pip install .[torch])")
 transformers = pytest.importorskip("transformers", reason="HF parity tests need transformers")
 
-from llamo_jax import export as export_lib  # pylint: disable=g-import-not-at-top
+from llamo_jax import export as export_lib  # pylint: disable=g-import-not-at-top  (after the importorskip above)
 from llamo_jax import import_llm
-from llamo_jax import pretrained
-from llamo_jax import sharding
+from llamo_jax.convert import pretrained
+from llamo_jax.core import sharding
 from llamo_jax.convert import hf as hf_lib
 from llamo_jax.data.tokenizer import Tokenizer
 

@@ -4,15 +4,16 @@ import time
 
 from absl import flags
 import grain
-import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from data_pipelines import build_records
+from llamo_jax.core import sharding
+from llamo_jax.data import record_builder
 from llamo_jax.data import pipeline
 from llamo_jax.data import records
+from llamo_jax.training import task as task_lib
 import motion_folder
 
 
@@ -22,8 +23,8 @@ def datasets(tmp_path_factory):
   tmp = tmp_path_factory.mktemp("pipeline")
   motion_folder.make_folder(tmp / "main_src", num_clips=24, seed=0)
   motion_folder.make_folder(tmp / "other_src", num_clips=10, seed=1)
-  build_records.build_records(tmp / "main_src", tmp / "out", name="main")
-  build_records.build_records(tmp / "other_src", tmp / "out", name="other")
+  record_builder.build_records(tmp / "main_src", tmp / "out", name="main")
+  record_builder.build_records(tmp / "other_src", tmp / "out", name="other")
   return tmp / "out" / "main", tmp / "out" / "other"
 
 
@@ -172,16 +173,21 @@ def test_resume_with_orbax_two_workers_and_same_examples(datasets, tmp_path):
   print(f"two-worker resume check: {time.time() - start:.1f} s")
 
 
-def test_to_global(datasets):
+def test_global_batch(datasets):
+  """A host batch of the motion loader becomes global arrays split over the mesh's batch axes."""
   path, _ = datasets
-  mesh = jax.make_mesh((4, 2), ("data", "tensor"), devices=jax.devices()[:8])
+
+  class _Batches(task_lib.Task):  # only global_batch is exercised
+    make_model = loss = make_loader = None
+
+  mesh = sharding.make_mesh({"data": 4, "fsdp": 1, "tensor": 2})
   it = pipeline.make_motion_loader(make_config(path, batch_size=8), "train", seed=0,
                                    process_index=0, process_count=1)
   batch = next(it)
-  out = pipeline.to_global(batch, mesh, jax.sharding.PartitionSpec("data"))
+  out = _Batches(None, None, mesh).global_batch(batch)
   assert set(out) == {"features", "mask", "length", "crop_start", "dataset_index"}
   assert out["features"].shape == (8, 64, 263)
-  assert out["features"].sharding.spec == jax.sharding.PartitionSpec("data")
+  assert out["features"].sharding == sharding.batch_sharding(mesh)
   np.testing.assert_array_equal(np.asarray(out["features"]), batch["features"])
 
 

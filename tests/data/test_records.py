@@ -6,9 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from data_pipelines import build_records
+from llamo_jax.data import record_builder
 from llamo_jax.data import records
 from llamo_jax.data import sources
+from llamo_jax.motion import mirror
 import motion_folder
 
 
@@ -24,7 +25,7 @@ def source(tmp_path):
 
 def test_round_trip(tmp_path, source):
   root, split_ids = source
-  summary = build_records.build_records(root, tmp_path / "out", name="tiny")
+  summary = record_builder.build_records(root, tmp_path / "out", name="tiny")
   ds = records.open_dataset(tmp_path / "out" / "tiny")
   assert ds.representation == "hml263" and ds.dim == 263 and ds.fps == 20.0
   assert dict(ds.split_sizes) == {k: len(v) for k, v in split_ids.items()}
@@ -51,7 +52,7 @@ def test_statistics_computed_when_absent(tmp_path, source):
   root, _ = source
   (root / "Mean272.npy").unlink()
   (root / "Std272.npy").unlink()
-  summary = build_records.build_records(root, tmp_path / "out", representation="mm272", name="t272")
+  summary = record_builder.build_records(root, tmp_path / "out", representation="mm272", name="t272")
   ds = records.open_dataset(tmp_path / "out" / "t272")
   frames = np.concatenate([c.features for c in sources.HumanML3DSource(root, "mm272")
                            .iter_split("train", sources.SkipReport())])
@@ -63,20 +64,20 @@ def test_statistics_computed_when_absent(tmp_path, source):
 def test_refuses_overwrite_and_failure_leaves_nothing(tmp_path, source, monkeypatch):
   root, _ = source
   out = tmp_path / "out"
-  build_records.build_records(root, out, name="tiny")
+  record_builder.build_records(root, out, name="tiny")
   with pytest.raises(FileExistsError, match="--overwrite"):
-    build_records.build_records(root, out, name="tiny")
+    record_builder.build_records(root, out, name="tiny")
   before = records.open_dataset(out / "tiny").split_sizes
 
   def boom(*a, **k):
     raise RuntimeError("disk full")
   monkeypatch.setattr(records, "write_splits", boom)
   with pytest.raises(RuntimeError, match="disk full"):
-    build_records.build_records(root, out, name="tiny", overwrite=True)
+    record_builder.build_records(root, out, name="tiny", overwrite=True)
   assert sorted(p.name for p in out.iterdir()) == ["tiny"]
   assert records.open_dataset(out / "tiny").split_sizes == before
   monkeypatch.undo()
-  build_records.build_records(root, out, name="tiny", overwrite=True, splits=["val"])
+  record_builder.build_records(root, out, name="tiny", overwrite=True, splits=["val"])
   assert dict(records.open_dataset(out / "tiny").split_sizes) == {"val": before["val"]}
   assert sorted(p.name for p in out.iterdir()) == ["tiny"]
 
@@ -99,9 +100,24 @@ def test_clear_errors(tmp_path):
 def test_empty_split_is_recorded_not_written(tmp_path, source):
   root, split_ids = source
   motion_folder.write_splits(root, {**split_ids, "val": ["short"]})
-  summary = build_records.build_records(root, tmp_path / "out", name="tiny")
+  summary = record_builder.build_records(root, tmp_path / "out", name="tiny")
   assert summary["split_sizes"]["val"] == 0 and summary["skipped"]["val"] == {"too_short": 1}
   ds = records.open_dataset(tmp_path / "out" / "tiny")
   with pytest.raises(ValueError, match="is empty"):
     ds.data_source("val")
   assert len(ds.data_source("test")) == len(split_ids["test"])
+
+
+def test_mirrored_train_clips(tmp_path, source):
+  root, split_ids = source
+  summary = record_builder.build_records(root, tmp_path / "out", name="mirrored", mirror=True)
+  ds = records.open_dataset(tmp_path / "out" / "mirrored")
+  assert summary["mirrored_train"] and ds.split_sizes["train"] == 2 * len(split_ids["train"])
+  assert ds.split_sizes["val"] == len(split_ids["val"]) and ds.split_sizes["test"] == len(split_ids["test"])
+  src = ds.data_source("train")
+  by_id = {r["clip_id"]: r for r in (records.decode(src[i]) for i in range(len(src)))}
+  for clip_id in split_ids["train"]:
+    clip, image = by_id[clip_id], by_id["M" + clip_id]
+    np.testing.assert_allclose(image["joints"], mirror.mirror_joints(clip["joints"]))
+    np.testing.assert_allclose(image["features"], mirror.mirror_features(clip["joints"], "hml263"), atol=1e-6)
+    assert image["captions"] == [mirror.mirror_text(c) for c in clip["captions"]]

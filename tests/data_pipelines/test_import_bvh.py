@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from data_pipelines import import_bvh
-from llamo_jax.motion import bvh
 from llamo_jax.motion import humanml3d
+from llamo_jax.motion.bvh import export as bvh_export
+from llamo_jax.motion.bvh import format as bvh_format
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _walking_bvh(num_frames: int, fps: float, unit: str, order: str, seed: int) -> bvh.BvhMotion:
+def _walking_bvh(num_frames: int, fps: float, unit: str, order: str,
+                 seed: int) -> bvh_format.BvhMotion:
   """Our hierarchy, arms and legs swinging, root moving forward along +Z."""
   rng = np.random.default_rng(seed)
   t = np.arange(num_frames) / fps
@@ -25,15 +27,15 @@ def _walking_bvh(num_frames: int, fps: float, unit: str, order: str, seed: int) 
     quats[:, joint, 0] = np.cos(sign * swing / 2)
     quats[:, joint, 1] = np.sin(sign * swing / 2)
   root = np.stack([0.05 * np.sin(t), 0.93 + 0.02 * np.cos(4 * t), 1.2 * t], axis=-1)
-  return bvh.motion_from_rotations(quats, root, fps=fps, unit=unit, order=order)
+  return bvh_export.motion_from_rotations(quats, root, fps=fps, unit=unit, order=order)
 
 
 @pytest.fixture
 def bvh_folder(tmp_path):
   src = tmp_path / "src"
-  bvh.write_bvh(src / "walk_a.bvh", _walking_bvh(61, 60.0, "cm", "ZXY", 0))
+  bvh_format.write_bvh(src / "walk_a.bvh", _walking_bvh(61, 60.0, "cm", "ZXY", 0))
   (src / "walk_a.txt").write_text("A person walks forward.\n\n  someone strolls ahead # slowly\n")
-  bvh.write_bvh(src / "sub" / "walk_b.bvh", _walking_bvh(45, 30.0, "m", "XYZ", 1))
+  bvh_format.write_bvh(src / "sub" / "walk_b.bvh", _walking_bvh(45, 30.0, "m", "XYZ", 1))
   good = (src / "walk_a.bvh").read_text().splitlines()
   (src / "broken.bvh").write_text("\n".join(good[:-5]) + "\n")  # truncated frame data
   return src

@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from data_pipelines.synthetic import compose
-from data_pipelines.synthetic import program
+from llamo_jax.synthetic import compose
+from llamo_jax.synthetic import program
 from llamo_jax.eval import action_checks
 
 FPS = 20

@@ -7,10 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llamo_jax import pretrained
+from llamo_jax.convert import pretrained
 from llamo_jax.models import presets
 from llamo_jax.models.llama import Llama
-from llamo_jax.models.llamo import (LLaMo, LLaMoConfig, bom_id, decode_step, eom_id, load_base,
+from llamo_jax.convert.pretrained import load_base
+from llamo_jax.models.llamo import (LLaMo, LLaMoConfig, bom_id, decode_step, eom_id,
                                     prefill, trainable_filter)
 
 TINY = presets.get_preset("tiny")
@@ -160,7 +161,7 @@ def test_load_base_fills_text_path_and_copies_motion(tmp_path):
 
 
 def test_creates_sharded_on_a_tensor_parallel_mesh():
-  from llamo_jax import sharding
+  from llamo_jax.core import sharding
   mesh = sharding.make_mesh({"data": 4, "fsdp": 1, "tensor": 2})
   model = sharding.create_sharded(lambda: LLaMo(CFG, rngs=nnx.Rngs(0)), mesh)
   assert model.special_embed.embedding[...].shape == (2, TINY.dim)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llamo_jax import sharding
+from llamo_jax.core import sharding
 from llamo_jax.models import presets
 from llamo_jax.models.llama import Llama
 from llamo_jax.models.mot import MoT, check_capacity, init_motion_from_text, make_routing

@@ -13,14 +13,14 @@ import sys
 
 from flax import nnx
 from flax import traverse_util
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from llamo_jax import checkpoints
-from llamo_jax import pretrained
-from llamo_jax import trainer
+from llamo_jax.training import checkpoints
+from llamo_jax.convert import pretrained
+from llamo_jax import tasks
+from llamo_jax.training import runs
 from helpers import load_config, override, scalars, tags
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -40,18 +40,18 @@ def demo(tmp_path_factory):
   root = tmp_path_factory.mktemp("demo")
   config = shrink(load_config("demo", "smoke"))
   workdir = root / "run"
-  metrics = trainer.train_and_evaluate(config, workdir)
+  metrics = tasks.train_and_evaluate(config, workdir)
   return {"root": root, "workdir": workdir, "config": config, "metrics": metrics}
 
 
 def llamo_config(demo, **overrides):
-  config = trainer.resolve_workdir(demo["config"].pipeline.llamo, demo["workdir"])
+  config = runs.resolve_workdir(demo["config"].pipeline.llamo, demo["workdir"])
   return override(config, **overrides)
 
 
 def restore_params(demo, step):
   """Flat {path: array} of every param (trainable and frozen) of the demo's LLaMo at `step`."""
-  _, model, _ = trainer.restore_for_eval(llamo_config(demo), demo["workdir"] / "llamo", step)
+  _, model, _ = tasks.restore_for_eval(llamo_config(demo), demo["workdir"] / "llamo", step)
   flat = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict())
   return {".".join(map(str, k)): np.asarray(v) for k, v in flat.items()}
 
@@ -101,7 +101,7 @@ def test_stages_train_their_partitions_and_text_stays_frozen(demo):
 def test_text_only_logits_bit_identical_to_base_after_training(demo):
   wd = demo["workdir"]
   _, base, tokenizer = pretrained.load_pretrained(wd / "lm" / "pretrained")
-  _, model, step = trainer.restore_for_eval(llamo_config(demo), wd / "llamo")
+  _, model, step = tasks.restore_for_eval(llamo_config(demo), wd / "llamo")
   assert step == 6
   tokens = jnp.asarray([tokenizer.encode("a person walks forward and waves.", add_eos=True)], jnp.int32)
   base_logits, _ = nnx.jit(lambda m, t: m(t))(base, tokens)
@@ -115,7 +115,7 @@ def test_killed_llamo_run_resumes_to_identical_losses(demo, tmp_path):
   workdir = tmp_path / "llamo"
   # Killed exactly at the align -> joint boundary, then in the middle of joint.
   for stop in (2, 3, None):
-    trainer.train_and_evaluate(llamo_config(demo, stop_after_steps=stop, eval_every=0), workdir)
+    tasks.train_and_evaluate(llamo_config(demo, stop_after_steps=stop, eval_every=0), workdir)
   resumed = scalars(workdir, "train/loss")
   assert sorted(resumed) == list(range(1, 7))
   for step in range(1, 7):
@@ -131,7 +131,7 @@ def test_resume_refuses_a_checkpoint_from_an_unknown_stage(demo, tmp_path):
     del config.stages["anneal"]
   (workdir / "config.json").unlink()
   with pytest.raises(checkpoints.IncompatibleCheckpointError, match="stage 'anneal'"):
-    trainer.train_and_evaluate(config, workdir)
+    tasks.train_and_evaluate(config, workdir)
 
 
 def test_two_processes_match_one(demo, tmp_path):

@@ -3,7 +3,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from llamo_jax import trainer
+from llamo_jax import evaluate
+from llamo_jax import tasks
+from llamo_jax.tasks import latents as latents_lib
+from llamo_jax.training import stages
 from llamo_jax.data import pipeline as motion_pipeline
 from llamo_jax.data import records
 from helpers import load_config, override, scalars, tags
@@ -37,25 +40,25 @@ def tiny_vae_config(data, **overrides):
 
 def test_train_resume_evaluate_encode(vae_data, tmp_path):
   straight = tmp_path / "straight"
-  final = trainer.train_and_evaluate(tiny_vae_config(vae_data), straight)
+  final = tasks.train_and_evaluate(tiny_vae_config(vae_data), straight)
   losses = scalars(straight, "train/loss")
   assert sorted(losses) == [1, 2, 3, 4, 5, 6] and np.isfinite(final["loss"])
   assert {"eval/mpjpe_mm", "recon_vs_gt/0"} <= tags(straight)
 
   interrupted = tmp_path / "interrupted"
-  trainer.train_and_evaluate(tiny_vae_config(vae_data, stop_after_steps=4), interrupted)
-  trainer.train_and_evaluate(tiny_vae_config(vae_data), interrupted)
+  tasks.train_and_evaluate(tiny_vae_config(vae_data, stop_after_steps=4), interrupted)
+  tasks.train_and_evaluate(tiny_vae_config(vae_data), interrupted)
   resumed = scalars(interrupted, "train/loss")
   for step in (5, 6):
     np.testing.assert_allclose(resumed[step], losses[step], rtol=1e-6, err_msg=f"step {step}")
 
-  task, model, step = trainer.restore_for_eval(tiny_vae_config(vae_data), straight)
+  task, model, step = tasks.restore_for_eval(tiny_vae_config(vae_data), straight)
   assert step == 6
   # The last stage trains on its own (longer) crops; evaluation keeps data.max_len.
   assert task.stage.name == "clips"
   assert next(task.make_loader("train", seed=0, process_index=0, process_count=1))["features"].shape[1] == 64
   assert next(motion_pipeline.make_motion_loader(task.config, "val", seed=0))["features"].shape[1] == 48
-  task.set_stage(trainer.Stage(1, "clips", 5, 6, task.config.optimizer,
+  task.set_stage(stages.Stage(1, "clips", 5, 6, task.config.optimizer,
                                ml_collections.ConfigDict({"data": {"max_length": 96}})))
   with pytest.raises(ValueError, match=r"stages.clips.data has unknown keys \['max_length'\]"):
     task.make_loader("train", seed=0, process_index=0, process_count=1)
@@ -66,7 +69,6 @@ def test_train_resume_evaluate_encode(vae_data, tmp_path):
   assert windows and windows[0].startswith("mpjpe_mm_frames_0_") and summary[windows[0]] > 0
 
   # evaluate --motion: one clip's joints (.npy) -> its metrics and a filmstrip; a bad shape is named.
-  from llamo_jax import evaluate
   from PIL import Image
   joints = np.load(sorted((vae_data["corpus"] / "new_joints").glob("*.npy"))[0])
   np.save(tmp_path / "clip.npy", joints)
@@ -75,11 +77,10 @@ def test_train_resume_evaluate_encode(vae_data, tmp_path):
   width, height = Image.open(result["rendered"]).size
   assert height > width / 5  # two filmstrips of 5 frames, input above reconstruction
   np.save(tmp_path / "bad.npy", joints[:, :21])
-  with pytest.raises(ValueError, match=r"shape \(\d+, 21, 3\): expected joints \[T,22,3\]"):
+  with pytest.raises(ValueError, match=r"shape \(\d+, 21, 3\) holds: expected joints \[T, 22, 3\]"):
     evaluate.evaluate_motion(task, model, tmp_path / "bad.npy", tmp_path, "png")
 
-  from llamo_jax import encode_motion
-  out = encode_motion.encode_dataset(task, model, vae_data["records"], tmp_path / "latents", "tiny_latents")
+  out = latents_lib.encode_dataset(task, model, vae_data["records"], tmp_path / "latents", "tiny_latents")
   latents = records.open_dataset(out)
   assert latents.representation == "vae_latent:hml263" and latents.dim == 32
   source = records.open_dataset(vae_data["records"])

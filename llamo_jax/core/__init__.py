@@ -1,0 +1,1 @@
+"""Core: meshes and sharding rules, frozen config dataclasses, config files and their args."""

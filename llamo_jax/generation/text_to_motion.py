@@ -1,0 +1,220 @@
+"""KV-cached text-to-motion generation with LLaMo (flow ODE + CFG + exit head, one jitted loop).
+
+`generate_motion`: prefill `[BOS] caption [BOM]`, then per latent: the flow
+head integrates its ODE from the hidden state h (classifier-free guidance
+against an unconditional branch) to the next latent, that latent is fed back
+through one cached decode step, and the exit head on the new h says whether
+the motion ends there. The whole loop is one jitted `lax.while_loop` with the
+KV cache in its carry; it stops early once every sequence has exited. The
+prefill + first latent (`_start`) and one step (`_advance`) are also what
+`streaming` jits separately.
+
+Unconditional branch: the same prompt with every token before the final [BOM]
+moved to a segment of its own (segment id -1), exactly how `LLaMo.loss` drops
+captions in training, so [BOM] and the motion tokens see no condition. Both
+branches run as one batch of 2B; positions are identical in both.
+
+Prompts are left-padded (`prompts.left_pad`), so all prompts end at the same
+cache slot. Random numbers are per sequence (`prompts.sequence_keys`): latent
+k of sequence b starts from the noise `temperature * N(0,I)` drawn with
+`fold_in(key_b, k)`, so a prompt's sample does not depend on its batch
+neighbours or on whether it was streamed.
+
+Exit rule: after latent k (1-based) is fed, the sequence ends with length k
+when sigmoid(exit logit of the conditional h) > exit_threshold and
+k >= min_latents; a finished sequence stops changing (its later latents are 0).
+
+Latents are in the normalised latent space the model was trained in
+(`decode.decode_latents` turns them into motion).
+
+Dimension names: B batch, T prompt length, K latents, C latent, D model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple, Sequence
+
+from flax import nnx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from llamo_jax.generation.prompts import PromptBatch, _check_prompts, left_pad, sequence_keys
+from llamo_jax.models import flow_head as flow_lib
+from llamo_jax.models import llamo as llamo_lib
+from llamo_jax.models import mot as mot_lib
+from llamo_jax.models.attention import KVCache
+
+DEFAULT_CFG_SCALE = 4.0  # our default (the paper's value is not known); tune on validation
+UNCOND_SEGMENT = -1      # segment of the dropped condition in the unconditional branch
+
+
+# ------------------------------------------------------------------ traced steps
+
+@dataclasses.dataclass(frozen=True)
+class _Static:
+  """Shape-/control-flow-defining settings (jit static)."""
+  max_latents: int
+  guided: bool
+  flow_steps: int
+  method: str
+
+
+class _Knobs(NamedTuple):
+  """Scalar settings traced as data (changing them does not recompile)."""
+  cfg_scale: jax.Array
+  temperature: jax.Array
+  exit_threshold: jax.Array
+  min_latents: jax.Array
+
+
+class MotionState(NamedTuple):
+  """Carry of the generation loop (one step = one latent).
+
+  cache: KV cache of both branches (2B rows with CFG: conditional first).
+  latent [B,C]: the latest sampled latent (0 where the sequence is done).
+  done [B] bool; lengths [B] int32 latents so far per sequence.
+  count [] int32: latents sampled so far (the loop step).
+  """
+  cache: KVCache
+  latent: jax.Array
+  done: jax.Array
+  lengths: jax.Array
+  count: jax.Array
+
+
+def _sample(model: llamo_lib.LLaMo, h: jax.Array, keys: jax.Array, count: jax.Array,
+            knobs: _Knobs, static: _Static) -> jax.Array:
+  """Latent number `count` [B,C] from h [B,D] (or [2B,D] cond|uncond with CFG)."""
+  b = keys.shape[0]
+  h = h.astype(jnp.float32)
+  c = model.config.latent_dim
+  step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, count)
+  x0 = knobs.temperature * jax.vmap(lambda k: jax.random.normal(k, (c,)))(step_keys)
+  return flow_lib.integrate_head(model.flow_head, h[:b], x0, h_uncond=h[b:] if static.guided else None,
+                                 cfg_scale=knobs.cfg_scale, steps=static.flow_steps, method=static.method)
+
+
+def _start(model: llamo_lib.LLaMo, prompt: PromptBatch, keys: jax.Array, knobs: _Knobs,
+           static: _Static) -> MotionState:
+  """Prefill (both branches) and the first latent."""
+  tokens, positions, segment_ids = prompt.tokens, prompt.positions, prompt.segment_ids
+  if static.guided:
+    # Everything before the final [BOM] (the last slot) is the condition.
+    is_cond = (segment_ids > 0).at[:, -1].set(False)
+    uncond = jnp.where(is_cond, UNCOND_SEGMENT, segment_ids)
+    tokens = jnp.concatenate([tokens, tokens])
+    positions = jnp.concatenate([positions, positions])
+    segment_ids = jnp.concatenate([segment_ids, uncond])
+  rows, t = tokens.shape
+  zeros = jnp.zeros((rows, t), jnp.int32)
+  # max_latents - 1 latents are fed back at most (the last one is only sampled).
+  cache, _, h = llamo_lib.prefill(model, tokens, jnp.zeros((rows, t, model.config.latent_dim)),
+                                  zeros, t + static.max_latents - 1, positions, segment_ids)
+  b = keys.shape[0]
+  z = _sample(model, h, keys, jnp.int32(0), knobs, static)
+  return MotionState(cache, z, jnp.zeros((b,), bool), jnp.ones((b,), jnp.int32),
+                     jnp.ones((), jnp.int32))
+
+
+def _advance(model: llamo_lib.LLaMo, state: MotionState, prompt_lengths: jax.Array,
+             keys: jax.Array, knobs: _Knobs, static: _Static) -> MotionState:
+  """Feeds the latest latent, applies the exit rule, samples the next latent."""
+  b = keys.shape[0]
+  rep = 2 if static.guided else 1
+  # Latent k (1-based) sits at position len + k - 1 ([BOM] is at len - 1).
+  position = jnp.tile(prompt_lengths + state.count - 1, rep)
+  ones = jnp.ones((rep * b,), jnp.int32)
+  cache, _, h = llamo_lib.decode_step(model, state.cache, 0 * ones,
+                                      jnp.tile(state.latent, (rep, 1)), ones, position, ones)
+  p_exit = jax.nn.sigmoid(model.exit_logits(h[:b].astype(jnp.float32)))
+  done = state.done | ((p_exit > knobs.exit_threshold) & (state.count >= knobs.min_latents))
+  z = jnp.where(done[:, None], 0.0, _sample(model, h, keys, state.count, knobs, static))
+  return MotionState(cache, z, done, state.lengths + (~done).astype(jnp.int32), state.count + 1)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "static"))
+def _generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: PromptBatch, keys: jax.Array,
+              knobs: _Knobs, static: _Static) -> tuple[jax.Array, jax.Array]:
+  model = nnx.merge(graphdef, params)
+  state = _start(model, prompt, keys, knobs, static)
+  latents = jnp.zeros((keys.shape[0], static.max_latents, model.config.latent_dim), jnp.float32)
+  latents = latents.at[:, 0].set(state.latent)
+
+  def cond(carry):
+    state, _ = carry
+    return (state.count < static.max_latents) & ~jnp.all(state.done)
+
+  def body(carry):
+    state, latents = carry
+    state = _advance(model, state, prompt.lengths, keys, knobs, static)
+    latents = jax.lax.dynamic_update_slice(latents, state.latent[:, None],
+                                           (0, state.count - 1, 0))
+    return state, latents
+
+  state, latents = jax.lax.while_loop(cond, body, (state, latents))
+  return latents, state.lengths
+
+
+# ------------------------------------------------------------------ text to motion
+
+def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
+                     max_latents: int, cfg_scale: float | None, flow_steps: int, method: str,
+                     temperature: float, exit_threshold: float, min_latents: int
+                     ) -> tuple[PromptBatch, _Knobs, _Static]:
+  """Validates the arguments and builds the padded prompt batch."""
+  if not isinstance(model, llamo_lib.LLaMo):
+    raise ValueError(f"model must be a LLaMo, got {type(model).__name__}.")
+  _check_prompts(model.config, prompts, "Prompt")
+  if max_latents < 1:
+    raise ValueError(f"max_latents must be >= 1, got {max_latents}.")
+  if not 1 <= min_latents <= max_latents:
+    raise ValueError(f"min_latents must be in 1..max_latents={max_latents}, got {min_latents}.")
+  if method not in flow_lib.METHODS:
+    raise ValueError(f"ODE method {method!r} is not one of {flow_lib.METHODS}.")
+  if flow_steps < 1:
+    raise ValueError(f"flow_steps must be >= 1, got {flow_steps}.")
+  if temperature < 0:
+    raise ValueError(f"temperature must be >= 0, got {temperature}.")
+  if not 0.0 <= exit_threshold <= 1.0:
+    raise ValueError(f"exit_threshold is a probability in [0,1], got {exit_threshold}.")
+  batch = left_pad(prompts)
+  mot_lib.check_capacity(np.zeros_like(batch.tokens), model.text_capacity, model.motion_capacity)
+  knobs = _Knobs(jnp.float32(1.0 if cfg_scale is None else cfg_scale), jnp.float32(temperature),
+                 jnp.float32(exit_threshold), jnp.int32(min_latents))
+  static = _Static(max_latents, cfg_scale is not None, flow_steps, method)
+  return batch, knobs, static
+
+
+def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: jax.Array, *,
+                    max_latents: int, cfg_scale: float | None = DEFAULT_CFG_SCALE,
+                    flow_steps: int = 50, method: str = "euler", temperature: float = 1.0,
+                    exit_threshold: float = 0.5, min_latents: int = 1
+                    ) -> tuple[jax.Array, jax.Array]:
+  """Samples motion latents for text prompts, with a KV cache, in one jitted loop.
+
+  Args:
+    model: the LLaMo.
+    prompts: B int token arrays `[BOS] ... [BOM]` (data.sequences.t2m_prompt);
+      everything before the final [BOM] is the condition CFG drops.
+    rng: one key, or B keys (one per prompt: the sample of a prompt then does
+      not depend on the rest of the batch).
+    max_latents: most latents per sequence (4 frames each).
+    cfg_scale: guidance weight w (v_u + w (v_c - v_u)); None samples from the
+      conditional branch alone (no unconditional forward at all).
+    flow_steps, method: ODE steps and "euler" | "heun".
+    temperature: scale of the initial noise.
+    exit_threshold, min_latents: the exit rule (module docstring).
+
+  Returns:
+    (latents [B,max_latents,C] float32 in the normalised latent space, zeros
+    past each length; lengths [B] int32 in min_latents..max_latents).
+  """
+  batch, knobs, static = _motion_settings(
+      model, prompts, max_latents=max_latents, cfg_scale=cfg_scale, flow_steps=flow_steps,
+      method=method, temperature=temperature, exit_threshold=exit_threshold,
+      min_latents=min_latents)
+  graphdef, params = nnx.split(model)
+  keys = sequence_keys(rng, len(prompts))
+  return _generate(graphdef, params, PromptBatch(*map(jnp.asarray, batch)), keys, knobs, static)

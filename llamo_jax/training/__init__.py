@@ -1,0 +1,1 @@
+"""Generic training machinery: the Task interface, stages, optimizer, checkpoints, train state, restoring runs, the loop."""

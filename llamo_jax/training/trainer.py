@@ -1,0 +1,272 @@
+"""The training loop shared by every task (language model, motion VAE, LLaMo stages).
+
+One readable loop in banner-commented sections, big_vision style. Generic
+machinery lives here and in its siblings (stages, state, runs, checkpoints); what
+differs between objectives lives in `llamo_jax.tasks`, which hands the loop a task
+factory (`tasks.train_and_evaluate`).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+from clu import parameter_overview
+from clu import periodic_actions
+from etils import epath
+from flax import nnx
+
+from llamo_jax.core import sharding
+from llamo_jax.training import checkpoints
+from llamo_jax.training import runs
+from llamo_jax.training.stages import stage_at
+from llamo_jax.training.stages import stage_plan
+from llamo_jax.training.state import abstract_of
+from llamo_jax.training.state import build_model
+from llamo_jax.training.state import stage_state
+from llamo_jax.training.task import Task
+
+class NonFiniteError(FloatingPointError):
+  """A logged metric became NaN or inf."""
+
+
+def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
+                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: jax.Array,
+                    stage_start: int = 0):
+  """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller.
+
+  The schedule runs on steps since `stage_start` (each stage has a fresh optimizer).
+  """
+
+  def loss_and_grads(params, frozen, batch, rng):
+    def loss_fn(p):
+      model = nnx.merge(graphdef, p, frozen)
+      return task.loss(model, batch, rng)
+    return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+  def train_step(state, batch):
+    step = state["step"]
+    rng = jax.random.fold_in(base_rng, step)
+    if grad_accum_steps == 1:
+      (loss, metrics), grads = loss_and_grads(state["params"], state["frozen"], batch, rng)
+    else:
+      micro = jax.tree.map(
+          lambda x: x.reshape((grad_accum_steps, x.shape[0] // grad_accum_steps) + x.shape[1:]), batch)
+
+      def body(carry, xs):
+        i, mb = xs
+        (l, m), g = loss_and_grads(state["params"], state["frozen"], mb, jax.random.fold_in(rng, i))
+        return jax.tree.map(jnp.add, carry, (l, m, g)), None
+
+      zeros = jax.eval_shape(loss_and_grads, state["params"], state["frozen"],
+                             jax.tree.map(lambda x: x[0], micro), rng)
+      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (zeros[0][0], zeros[0][1], zeros[1]))
+      (loss, metrics, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(grad_accum_steps), micro))
+      loss, metrics, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, metrics, grads))
+    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
+    params = optax.apply_updates(state["params"], updates)
+    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(step - stage_start))
+    new_state = dict(state, step=step + 1, params=params, opt_state=opt_state)
+    return new_state, metrics
+
+  return train_step
+
+
+def compiled_flops(compiled: Any) -> float:
+  """FLOPs of one call of a compiled step per device, as XLA counts them (0 if unknown)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # pylint: disable=broad-except  (not every backend reports costs)
+    return 0.0
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get("flops", 0.0))
+
+
+def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
+  host = jax.device_get(history)
+  return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
+
+
+def _check_finite(metrics: dict[str, float], step: int) -> None:
+  bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
+  if bad:
+    raise NonFiniteError(
+        f"Non-finite metrics at step {step}: {bad}. The last good checkpoint is kept; lower "
+        "config.optimizer.lr, enable config.optimizer.grad_clip, or check the data for NaNs.")
+
+
+def run_pipeline(config: ml_collections.ConfigDict, workdir: epath.Path, make_task: runs.TaskFactory
+                 ) -> dict[str, float]:
+  """Runs `config.pipeline.NAME` for NAME in `config.pipeline_order`, each in WORKDIR/NAME.
+
+  Each part is an ordinary (resumable) run; a finished part is skipped on a rerun
+  because its checkpoint is already at its last step.
+  """
+  metrics = {}
+  for name in config.pipeline_order:
+    if name not in config.pipeline:
+      raise ValueError(f"config.pipeline_order names {name!r} but config.pipeline has no such entry.")
+    logging.info("pipeline part %s -> %s", name, workdir / name)
+    part = train_and_evaluate(runs.resolve_workdir(config.pipeline[name], workdir), workdir / name, make_task)
+    metrics.update({f"{name}/{k}": v for k, v in part.items()})
+  if jax.process_index() == 0:
+    lines = [f"Done. Outputs under {workdir}:"]
+    for name in config.pipeline_order:
+      lines.append(f"  {name}: checkpoints {workdir / name / 'checkpoints'}, "
+                   f"TensorBoard {workdir / name / 'tensorboard'}")
+      samples = sorted((workdir / name / "samples").glob("step_*"), key=lambda p: int(p.name[5:]))
+      if samples:
+        lines.append(f"  {name} samples (motion .npy/.gif, captions.json): {samples[-1]}")
+    lines.append(f"  tensorboard --logdir {workdir}")
+    print("\n".join(lines), flush=True)
+  return metrics
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.Path, make_task: runs.TaskFactory
+                       ) -> dict[str, float]:
+  """Trains the task `make_task` builds for `config` in `workdir`, resuming from its latest checkpoint.
+
+  A config with `pipeline_order` runs its parts in sequence (`run_pipeline`).
+  Returns the last logged training metrics (averaged over the last log interval).
+  """
+  # ------------------------------------------------------------------ setup
+  workdir = epath.Path(workdir).resolve()  # orbax needs absolute paths
+  workdir.mkdir(parents=True, exist_ok=True)
+  runs.check_config_against_workdir(config, workdir)
+  if config.get("pipeline_order", None):
+    return run_pipeline(config, workdir, make_task)
+  mesh = sharding.make_mesh(config.mesh.to_dict())
+  rules = sharding.rules_from_config(config.get("logical_axis_rules", None))
+  task = make_task(config, workdir, mesh)
+  task.prepare()
+  writer = metric_writers.create_default_writer(
+      str(workdir / "tensorboard"), just_logging=jax.process_index() > 0, asynchronous=True)
+  logging.info("mesh %s, %d processes, %d devices", dict(mesh.shape), jax.process_count(),
+               jax.device_count())
+  # Steps are traced under the mesh and logical rules, so activation sharding hints apply.
+  with sharding.mesh_context(mesh, rules):
+    return _run(config, workdir, mesh, rules, task, writer)
+
+
+def _run(config, workdir, mesh, rules, task, writer) -> dict[str, float]:
+  """Stages, resume, compiled steps and the loop (see train_and_evaluate)."""
+  plan = stage_plan(config)
+  total_steps = plan[-1].end
+  ckpt = checkpoints.Checkpointer(
+      workdir / "checkpoints", max_to_keep=config.get("max_checkpoints", 3),
+      save_interval_steps=config.checkpoint_every, async_save=config.get("async_checkpoints", True))
+  resume_step = ckpt.latest_step
+  first_stage = plan[0]
+  if resume_step is not None:
+    first_stage = stage_at(plan, resume_step, ckpt.restore_meta(resume_step).get("stage"))
+  else:
+    writer.write_hparams({k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))})
+  hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
+                                           every_steps=config.log_every)]
+  preemption = checkpoints.PreemptionWatcher()
+  model, last_metrics = None, {}
+  try:
+    for stage in plan[first_stage.index:]:
+      # ---------------------------------------------------------------- state of this stage
+      if model is None:
+        model = build_model(config, task, mesh, rules)
+        log_overview = True
+      else:
+        log_overview = False
+      graphdef, state, tx, schedule = stage_state(task, model, stage, mesh, stage.start)
+      del model  # its arrays now live in `state` (and get donated to the step)
+      if log_overview and jax.process_index() == 0:
+        parameter_overview.log_parameter_overview(nnx.to_pure_dict(state["params"]),
+                                                  msg=f"trainable parameters ({stage.name})")
+      logging.info("stage %s: steps [%d, %d), %d trainable / %d frozen parameters", stage.name,
+                   stage.start, stage.end, sum(x.size for x in jax.tree.leaves(state["params"])),
+                   sum(x.size for x in jax.tree.leaves(state["frozen"])))
+      # Each stage reads its own data stream (its task mix), seeded by the stage index.
+      train_iter = task.make_loader("train", seed=config.seed + stage.index,
+                                    process_index=jax.process_index(), process_count=jax.process_count())
+      if resume_step is not None and stage is first_stage:
+        state, meta = ckpt.restore(resume_step, abstract_of(state), train_iter)
+        logging.info("resumed from step %d (%s)", resume_step, meta)
+      stopped, last_metrics = _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
+                                           ckpt, writer, hooks, preemption, mesh, last_metrics)
+      if stopped is None:
+        break
+      model = stopped
+  finally:
+    ckpt.close()
+    writer.flush()
+    preemption.restore_handler()
+  return last_metrics
+
+
+def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter, ckpt, writer, hooks,
+                 preemption, mesh, last_metrics):
+  """Runs `stage` from the state's step to its end.
+
+  Returns (the model after the stage, or None if the run stopped early; last metrics).
+  """
+  step = int(jax.device_get(state["step"]))
+  if step >= stage.end:
+    return nnx.merge(graphdef, state["params"], state["frozen"]), last_metrics
+
+  # ------------------------------------------------------------------ train step
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  batch = next(train_iter)
+  accum = int(config.get("grad_accum_steps", 1))
+  step_fn = jax.jit(
+      make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed), stage.start),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
+      out_shardings=(state_shardings, None),
+      donate_argnums=(0,)).lower(state, task.global_batch(batch)).compile()
+  step_flops = compiled_flops(step_fn)
+  peak_flops = float(config.get("peak_tflops_per_device", 0.0)) * 1e12
+  unit, per_batch = task.units_per_batch(task.device_batch(batch))
+  per_batch *= jax.process_count()
+
+  # ------------------------------------------------------------------ loop
+  stop_after = config.get("stop_after_steps", None)  # for tests: simulate a kill
+  history: list[dict[str, jax.Array]] = []
+  t_log = time.time()
+  while step < stage.end:
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      state, metrics = step_fn(state, task.global_batch(batch))
+    history.append(metrics)
+    step += 1
+    for hook in hooks:
+      hook(step)
+    if step % config.log_every == 0 or step == stage.end:
+      last_metrics = _mean_metrics(history)
+      _check_finite(last_metrics, step)
+      dt = time.time() - t_log
+      steps_per_sec = len(history) / max(dt, 1e-9)
+      last_metrics[f"{unit}_per_sec"] = per_batch * steps_per_sec
+      if step_flops:
+        last_metrics["tflops_per_device"] = step_flops * steps_per_sec / 1e12
+        if peak_flops:
+          last_metrics["mfu"] = step_flops * steps_per_sec / peak_flops
+      scalars = {f"train/{k}": v for k, v in last_metrics.items()}
+      scalars["train/stage"] = float(stage.index)
+      writer.write_scalars(step, scalars)
+      history, t_log = [], time.time()
+    if config.get("eval_every", 0) and (step % config.eval_every == 0 or step == stage.end):
+      eval_metrics = task.evaluate(nnx.merge(graphdef, state["params"], state["frozen"]), step, writer)
+      if eval_metrics:
+        writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
+    # The SIGTERM check is collective across hosts: on multi-host runs do it at log steps only.
+    check = jax.process_count() == 1 or step % config.log_every == 0
+    stop = (check and preemption.should_stop()) or (stop_after is not None and step >= stop_after)
+    ckpt.save(step, state, train_iter, {"step": step, "stage": stage.name},
+              force=stop or step == stage.end)
+    if stop:
+      logging.warning("stopping at step %d (preemption or stop_after_steps); checkpoint saved", step)
+      return None, last_metrics
+    if step < stage.end:
+      batch = next(train_iter)
+  return nnx.merge(graphdef, state["params"], state["frozen"]), last_metrics
