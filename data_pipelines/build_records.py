@@ -2,7 +2,7 @@ r"""Builds a motion dataset (TFDS, ArrayRecord files) from a HumanML3D-layout or
 
   python -m data_pipelines.build_records --source=data/synthetic --out=data/records \
       [--source_format=humanml3d|motionx] [--representation=hml263|mm272] [--name=NAME] \
-      [--min_len=40] [--fps=F] [--overwrite]
+      [--min_len=40] [--fps=F] [--mirror] [--overwrite]
 
 writes OUT/NAME/ (NAME defaults to `<source folder>_<representation>`), the layout
 described in llamo_jax/data/records.py (built by llamo_jax/data/record_builder.py), and prints the build report: written
@@ -36,6 +36,7 @@ _MIN_LEN = flags.DEFINE_integer("min_len", 40, "Minimum clip length in frames.")
 _FPS = flags.DEFINE_float("fps", None, "Frame rate (default: corpus.json / the representation's).")
 _SPLITS = flags.DEFINE_list("splits", None, "Splits to write (default: every SPLIT.txt present).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing dataset.")
+_MIRROR = flags.DEFINE_bool("mirror", False, "Also write the left/right mirror of every train clip (M<id>).")
 
 
 def main(argv: Sequence[str]) -> None:
@@ -43,7 +44,7 @@ def main(argv: Sequence[str]) -> None:
   summary = record_builder.build_records(_SOURCE.value, _OUT.value, source_format=_SOURCE_FORMAT.value,
                           representation=_REPRESENTATION.value, name=_NAME.value,
                           min_len=_MIN_LEN.value, fps=_FPS.value, splits=_SPLITS.value,
-                          overwrite=_OVERWRITE.value)
+                          overwrite=_OVERWRITE.value, mirror=_MIRROR.value)
   print(record_builder.format_report(summary))
   print(f"wrote {pathlib.Path(_OUT.value) / summary['name']}")
 
