@@ -161,7 +161,8 @@ class LLaMoTask(task_lib.Task):
   # ------------------------------------------------------------------ evaluation
 
   def evaluate(self, model, step, writer):
-    """Held-out loss terms per task, then T2M samples and captions (see `write_samples`)."""
+    """Held-out loss terms per task, how much the caption lowers the flow loss (`_caption_use`), then
+    T2M samples and captions (see `write_samples`)."""
     metrics = {}
     eval_loss = nnx.jit(lambda m, b: m.loss(b, jax.random.key(0))[1])
     for kind, terms in EVAL_TERMS.items():
@@ -169,12 +170,18 @@ class LLaMoTask(task_lib.Task):
         break
       loader = self.make_loader("val", seed=0, process_index=jax.process_index(),
                                 process_count=jax.process_count(), mix={kind: 1.0})
-      values = []
+      values, caption = [], []
       for _ in range(self.config.eval_batches):
         batch = self.global_batch(next(loader))
-        batch.pop("cond_mask", None)  # no caption dropout in evaluation
+        cond_mask = batch.pop("cond_mask", None)  # no random caption dropout in evaluation
         values.append(jax.device_get(eval_loss(model, batch)))
+        if kind == "t2m":
+          caption.append(jax.device_get(_caption_use(model, batch, cond_mask, self.bom)))
       metrics.update({name: float(np.mean([v[k] for v in values])) for k, name in terms.items()})
+      if caption:
+        metrics.update({k: float(np.mean([c[k] for c in caption])) for k in caption[0]})
+        metrics["t2m_first_caption_gain"] = (metrics["t2m_first_flow_loss_nocaption"] /
+                                             metrics["t2m_first_flow_loss"] - 1.0)
     if self.config.get("sampling", None) and jax.process_index() == 0:
       metrics.update(self.write_samples(llamo_lib.for_inference(model), step, writer))
     return metrics
@@ -277,3 +284,18 @@ class LLaMoTask(task_lib.Task):
       out.append({"clip_id": r["clip_id"], "generated": generated, "references": r["captions"],
                   "named_actions": action_checks.named_actions(generated, r["attributes"])})
     return out
+
+
+@nnx.jit
+def _caption_use(model: llamo_lib.LLaMo, batch: dict[str, jax.Array], cond_mask: jax.Array, bom: int
+                 ) -> dict[str, jax.Array]:
+  """Held-out T2M flow loss with the caption and with it dropped (as CFG training drops it: the
+  caption tokens move to their own segment), over every motion target and at [BOM] alone (the
+  first latent, which only the caption can inform). Same noise in both; a model that ignores the
+  text scores the same with and without it."""
+  key = jax.random.key(0)
+  dropped = dict(batch, segment_ids=jnp.where(cond_mask > 0, -batch["segment_ids"], batch["segment_ids"]))
+  first = batch["flow_mask"] * (batch["tokens"] == bom)
+  return {"t2m_flow_loss_nocaption": model.loss(dropped, key)[1]["flow_loss"],  # with it: t2m_flow_loss
+          "t2m_first_flow_loss": model.loss(dict(batch, flow_mask=first), key)[1]["flow_loss"],
+          "t2m_first_flow_loss_nocaption": model.loss(dict(dropped, flow_mask=first), key)[1]["flow_loss"]}

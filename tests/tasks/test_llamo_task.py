@@ -13,6 +13,7 @@ import sys
 
 from flax import nnx
 from flax import traverse_util
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ import pytest
 from llamo_jax.training import checkpoints
 from llamo_jax.convert import pretrained
 from llamo_jax import tasks
+from llamo_jax.tasks import llamo as llamo_task
 from llamo_jax.training import runs
 from helpers import load_config, override, scalars, tags
 
@@ -73,6 +75,8 @@ def test_pipeline_outputs(demo):
   assert len(captions) == 2 and all(c["references"] and c["named_actions"] for c in captions)
   logged = tags(wd / "llamo")
   assert {"train/flow_loss", "train/text_loss", "train/exit_loss", "eval/t2m_flow_loss",
+          "eval/t2m_flow_loss_nocaption", "eval/t2m_first_flow_loss", "eval/t2m_first_flow_loss_nocaption",
+          "eval/t2m_first_caption_gain",
           "eval/m2t_text_loss", "eval/text_only_loss", "eval/t2m_prompt_adherence",
           "eval/m2t_action_recall", "t2m/0"} <= logged
   stage = scalars(wd / "llamo", "train/stage")
@@ -157,3 +161,19 @@ def test_two_processes_match_one(demo, tmp_path):
   assert sorted(losses["single"]) == [1, 2, 3, 4]
   for step in range(1, 5):
     np.testing.assert_allclose(losses["multi"][step], losses["single"][step], rtol=1e-5, err_msg=f"step {step}")
+
+
+def test_caption_use_measures_what_dropping_the_caption_changes(demo):
+  task, model, _ = tasks.restore_for_eval(llamo_config(demo), demo["workdir"] / "llamo")
+  loader = task.make_loader("val", seed=0, process_index=0, process_count=1, mix={"t2m": 1.0})
+  batch = task.global_batch(next(loader))
+  cond_mask = batch.pop("cond_mask")
+  # Dropping nothing changes nothing; the all-positions term is the ordinary flow loss.
+  same = llamo_task._caption_use(model, batch, jnp.zeros_like(cond_mask), task.bom)
+  assert float(same["t2m_first_flow_loss_nocaption"]) == float(same["t2m_first_flow_loss"])
+  full = nnx.jit(lambda m, b: m.loss(b, jax.random.key(0))[1]["flow_loss"])(model, batch)
+  np.testing.assert_allclose(float(same["t2m_flow_loss_nocaption"]), float(full), rtol=1e-6)
+  # Dropping the caption changes what [BOM] sees, hence the first latent's loss.
+  dropped = llamo_task._caption_use(model, batch, cond_mask, task.bom)
+  assert float(dropped["t2m_first_flow_loss_nocaption"]) != float(dropped["t2m_first_flow_loss"])
+  assert float(dropped["t2m_first_flow_loss"]) == float(same["t2m_first_flow_loss"])
