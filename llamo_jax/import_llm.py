@@ -5,7 +5,7 @@ r"""Imports a pretrained Llama (HF folder or GGUF file) as a llamo_jax pretraine
 PATH is either an HF model folder (config.json, model.safetensors or a sharded
 model.safetensors.index.json, and tokenizer.json or tokenizer.model) or a
 llama.cpp `.gguf` file (dequantized to float32). DIR receives config.json,
-params/ (orbax) and tokenizer/ (see llamo_jax/pretrained.py); it is written
+params/ (orbax) and tokenizer/ (see llamo_jax/convert/pretrained.py); it is written
 to a temporary folder and renamed at the end, and an existing checkpoint there
 is only replaced with --overwrite.
 """

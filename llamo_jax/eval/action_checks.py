@@ -7,7 +7,7 @@ Text to motion. An expectation is a string "ACTION key=value ...", e.g.
   "wave side=right"                       the right wrist above the head, the left not
   "turn turn_side=left angle=45"          turned left by at least 45 degrees
 
-`data_pipelines.synthetic.measure` reads the quantities back from the joints
+`llamo_jax.synthetic.measure` reads the quantities back from the joints
 [T,22,3]; keys `count`, `distance` and `angle` are lower bounds (angle on its
 absolute value), every other key must match exactly. The check suits motions in
 the synthetic corpus's vocabulary (its actions and attribute names).
@@ -28,7 +28,7 @@ from llamo_jax.synthetic import measure
 from llamo_jax.synthetic import program
 
 _LOWER_BOUNDS = ("count", "distance", "angle")
-# Words data_pipelines/synthetic/captions.py uses for each action (stems).
+# Words llamo_jax/synthetic/captions.py uses for each action (stems).
 _ACTION_WORDS = {
     "walk": r"walk|stroll|step|sidestep|moves", "jog": r"jog|trot|runs slowly", "run": r"run|sprint",
     "turn": r"turn|rotat", "spin": r"spin|full circle", "jump": r"jump|leap|hop",

@@ -52,7 +52,7 @@ from llamo_jax.models.attention import KVCache
 from llamo_jax.models.layers import Dense, make_param
 from llamo_jax.models.llama import LlamaConfig, init_cache
 
-# Trainable top-level modules per stage (DESIGN.md §2); all else stays frozen.
+# Trainable top-level modules per stage (docs/design.md, Staged recipe); all else stays frozen.
 STAGES: dict[str, tuple[str, ...]] = {
     "align": ("motion_in", "flow_head", "special_embed"),
     "joint": ("motion", "motion_in", "flow_head", "exit_head", "special_embed"),

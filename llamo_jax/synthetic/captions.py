@@ -88,7 +88,7 @@ def tag(caption: str) -> str:
       continue
     if word not in _LEX:
       raise KeyError(f"caption word {word!r} is not in the synthetic lexicon "
-                     f"(data_pipelines/synthetic/captions.py); caption: {caption!r}")
+                     f"(llamo_jax/synthetic/captions.py); caption: {caption!r}")
     lemma, pos = _LEX[word]
     out.append(f"{lemma}/{pos}")
   return " ".join(out)
