@@ -101,9 +101,10 @@ def main(argv):
   if not f.prompt and not f.motion:
     raise app.UsageError("Nothing to do: pass --prompt=TEXT (text to motion) and/or --motion=FILE (caption).")
   workdir = pathlib.Path(f.workdir)
-  config = runs.load_run_config(workdir)
-  if config.get("task") != "llamo":
-    raise app.UsageError(f"{workdir} is a {config.get('task')!r} run; llamo_jax.sample needs a LLaMo run.")
+  try:
+    config = runs.load_run_config(workdir, task="llamo")
+  except (FileNotFoundError, ValueError) as e:
+    raise app.UsageError(str(e)) from e
   task, model, step = tasks.restore_for_eval(config, workdir, f.step)
   model = llamo_lib.for_inference(model)
   out = pathlib.Path(f.out) if f.out else workdir / "samples" / f"cli_step{step}"

@@ -52,9 +52,7 @@ EVAL_TERMS = {"t2m": {"flow_loss": "t2m_flow_loss", "exit_loss": "t2m_exit_loss"
 
 def export_lm_workdir(lm_workdir: str, out_dir: str) -> None:
   """Writes the latest checkpoint of an LM run (task "lm") as a pretrained dir."""
-  lm_config = runs.load_run_config(lm_workdir)
-  if lm_config.task != "lm":
-    raise ValueError(f"base.lm_workdir={lm_workdir} is a {lm_config.task!r} run, not a language model ('lm').")
+  lm_config = runs.load_run_config(lm_workdir, task="lm")
   task, model, step = runs.restore(lm_config, lm_workdir, lm.LanguageModelTask)
   pretrained.save_pretrained(out_dir, task.model_config, model, task.tokenizer,
                              source=f"{lm_workdir} step {step}")
@@ -84,10 +82,7 @@ class LLaMoTask(task_lib.Task):
       export_lm_workdir(cfg.base.lm_workdir, pretrained_dir)
 
     # The motion VAE: restored for encoding latents and decoding samples.
-    self.vae_config = runs.load_run_config(cfg.vae.workdir)
-    if self.vae_config.get("task") != "motion_vae":
-      raise ValueError(f"vae.workdir={cfg.vae.workdir} is a {self.vae_config.get('task')!r} run, not a motion VAE "
-                       "('motion_vae'): point it at a `configs/motion_vae.py` workdir.")
+    self.vae_config = runs.load_run_config(cfg.vae.workdir, task="motion_vae")
     self.vae_task, self.vae, vae_step = runs.restore(self.vae_config, cfg.vae.workdir, motion_vae.MotionVAETask)
     logging.info("motion VAE %s at step %d", cfg.vae.workdir, vae_step)
     self.representation = self.vae_task.representation
@@ -116,7 +111,7 @@ class LLaMoTask(task_lib.Task):
   def latents_path(self) -> str:
     if self.config.data.get("latents", ""):
       return self.config.data.latents
-    name = pathlib.Path(runs.load_run_config(self.config.vae.workdir).data.path).name
+    name = pathlib.Path(self.vae_config.data.path).name  # set in prepare
     return str(pathlib.Path(self.config.vae.workdir) / "latents" / f"{name}_latents")
 
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:

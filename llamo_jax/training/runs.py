@@ -30,13 +30,17 @@ RESUMABLE_CHANGES = ("total_steps", "log_every", "eval_every", "eval_batches", "
 TaskFactory = Callable[[ml_collections.ConfigDict, epath.Path, jax.sharding.Mesh], Task]
 
 
-def load_run_config(workdir: str | epath.Path) -> ml_collections.ConfigDict:
-  """The config a training workdir was run with (its config.json)."""
+def load_run_config(workdir: str | epath.Path, task: str | None = None) -> ml_collections.ConfigDict:
+  """The config a training workdir was run with (its config.json); with `task`, it must be a run of it."""
   path = epath.Path(workdir) / "config.json"
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir. Train it first "
                             "(python -m llamo_jax.train --config=... --workdir=...).")
-  return ml_collections.ConfigDict(json.loads(path.read_text()))
+  config = ml_collections.ConfigDict(json.loads(path.read_text()))
+  if task is not None and config.get("task") != task:
+    raise ValueError(f"{workdir} is a {config.get('task')!r} run, not a {task!r} run: point at a workdir "
+                     f"trained with a config whose task is {task!r}.")
+  return config
 
 
 def check_config_against_workdir(config: ml_collections.ConfigDict, workdir: epath.Path) -> None:
