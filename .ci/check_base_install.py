@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import importlib
+import importlib.util
 import os
 import pathlib
 import pkgutil

@@ -17,7 +17,6 @@ import pathlib
 import numpy as np
 from absl import app
 from absl import flags
-
 from ml_collections import config_flags
 
 from llamo_jax import tasks
@@ -26,6 +25,7 @@ from llamo_jax.models.motion_vae import FRAMES_PER_LATENT
 from llamo_jax.motion import files as motion_files
 from llamo_jax.motion import stick_figure
 from llamo_jax.motion.bvh import retarget
+
 
 def load_motion_joints(path: pathlib.Path, representation) -> np.ndarray:
   """Joint positions [T,22,3] at the representation's fps from a .npy (joints or its features) or .bvh."""
