@@ -30,6 +30,7 @@ import numpy as np
 import safetensors
 import safetensors.flax
 
+from llamo_jax.core.errors import InputError
 from llamo_jax.models.llama import DTYPES, LlamaConfig
 
 ARCHITECTURE = "LlamaForCausalLM"
@@ -56,7 +57,7 @@ _LAYER_TENSORS = {
 }
 
 
-class ConversionError(ValueError):
+class ConversionError(InputError, ValueError):
   """A checkpoint that cannot be converted: unsupported model, missing or misshapen tensors."""
 
 
@@ -179,9 +180,13 @@ def load_safetensors(folder: str | pathlib.Path) -> dict[str, np.ndarray]:
       path = folder / name
       if not path.is_file():
         raise FileNotFoundError(f"Shard {path} named in {folder / INDEX_FILE} is missing.")
-      with safetensors.safe_open(str(path), framework="flax") as f:
-        for key in f.keys():
-          tensors[key] = np.asarray(f.get_tensor(key))
+      try:
+        with safetensors.safe_open(str(path), framework="flax") as f:
+          for key in f.keys():
+            tensors[key] = np.asarray(f.get_tensor(key))
+      except (safetensors.SafetensorError, OSError, ValueError) as e:
+        raise ConversionError(f"{path} is damaged or truncated ({type(e).__name__}: {str(e)[:200]}); "
+                              "download it again (compare its size with the source's).") from e
   if weight_map is not None:
     missing = sorted(set(weight_map) - set(tensors))
     if missing:

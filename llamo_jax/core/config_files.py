@@ -2,8 +2,10 @@
 loading one config file from another (configs/ is not a package)."""
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import pathlib
+import sys
 from typing import Callable, Iterable
 
 import ml_collections
@@ -50,3 +52,72 @@ def preset_alias(this_file: str, name: str, preset: str) -> Callable[[str | None
   def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return sibling_config(this_file, name, ",".join(filter(None, (preset, arg))))
   return get_config
+
+
+def load_config_spec(spec: str) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of a `--config` value `PATH[:ARG]`, loaded without command-line overrides."""
+  path, _, arg = spec.partition(":")
+  file = pathlib.Path(path)
+  if not file.is_file():
+    raise FileNotFoundError(f"config file {path} not found")
+  module_spec = importlib.util.spec_from_file_location(f"_configs_{file.stem}", file)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg or None)
+
+
+def unknown_key_message(config: ml_collections.ConfigDict, dotted: str) -> str | None:
+  """None if `dotted` (e.g. "optimizer.lr") names a key of `config`; else which part is unknown and
+  the closest valid keys at that level."""
+  node, walked = config, []
+  for part in dotted.split("."):
+    keys = list(node.keys()) if isinstance(node, (ml_collections.ConfigDict, dict)) else []
+    if part not in keys:
+      where = "config." + ".".join(walked) if walked else "the config"
+      close = difflib.get_close_matches(part, keys, n=3, cutoff=0.5)
+      if close:
+        return f"{where} has no key {part!r}; closest valid keys: {', '.join(close)}"
+      return f"{where} has no key {part!r}; valid keys: {', '.join(sorted(keys)) or '(none)'}"
+    node, walked = node[part], walked + [part]
+  return None
+
+
+def _config_flag_error(argv: list[str], name: str, error: Exception) -> str:
+  """One sentence for a `--NAME=configs/...` flag (or its `--NAME.x=v` overrides) that failed to load."""
+  spec = next((a.split("=", 1)[1] for a in argv if a.startswith(f"--{name}=")), None)
+  overrides = [a[len(name) + 3:].split("=", 1)[0] for a in argv if a.startswith(f"--{name}.")]
+  if spec is not None:
+    try:
+      base = load_config_spec(spec)
+    except FileNotFoundError:
+      return (f"--{name}={spec}: the config file {spec.partition(':')[0]} does not exist; pass an existing "
+              f"configs/NAME.py[:ARG], e.g. --{name}=configs/lm.py:tiny.")
+    except Exception as e:  # pylint: disable=broad-except  (reported below with the original error)
+      return f"--{name}={spec}: the config file fails to load: {type(e).__name__}: {e}"
+    for dotted in overrides:
+      problem = unknown_key_message(base, dotted)
+      if problem:
+        return f"--{name}.{dotted}: {problem}."
+  detail = str(error).strip().splitlines()
+  return f"--{name}: {detail[-1] if detail else type(error).__name__}"
+
+
+def parse_flags_with_config(argv: list[str], names: Iterable[str] = ("config",)) -> list[str]:
+  """An absl `app.run(..., flags_parser=...)` for programs with config-file flags.
+
+  A missing config file, an unknown override key or a bad override value exits with one
+  sentence naming the flag (and the closest valid keys) instead of a traceback.
+  """
+  # pylint: disable-next=g-import-not-at-top  (absl is only needed by programs)
+  from absl import app, flags
+  program = pathlib.Path(argv[0]).stem if argv else "program"
+  try:
+    rest = app.parse_flags_with_usage(argv)
+    for name in names:  # config files load lazily: load them now, inside this handler
+      value = flags.FLAGS[name].value
+      if value is not None:
+        getattr(value, "keys")  # a config that failed to load raises its error on any attribute
+  except (AttributeError, KeyError, OSError, TypeError, ValueError) as e:
+    name = next((n for n in names if any(a.startswith(f"--{n}") for a in argv)), tuple(names)[0])
+    sys.exit(f"{program}: error: {_config_flag_error(list(argv), name, e)}")
+  return rest

@@ -52,6 +52,7 @@ SKIP_REASONS = (
     "non_finite",          # NaN or inf in the features or joints
     "bad_joints",          # joints are not [>=T, 22, 3]
     "missing_text",        # no texts/ID.txt
+    "unreadable_text",     # texts/ID.txt is not UTF-8 text (or cannot be read)
     "empty_caption",       # the text file has no non-empty caption (for this clip or sub-clip)
     "too_short",           # fewer than min_len frames (whole clip or sub-clip)
 )
@@ -211,8 +212,13 @@ class _FolderSource:
     if not text_path.is_file():
       report.skip(split, sid, "missing_text", f"{text_path} does not exist")
       return
+    try:
+      text = text_path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError) as e:
+      report.skip(split, sid, "unreadable_text", f"{text_path}: {type(e).__name__}: {str(e)[:200]}")
+      return
     spans: dict[tuple[float, float], list[str]] = collections.defaultdict(list)
-    for line in text_path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
       if not line.strip():
         continue
       parsed = parse_text_line(line)

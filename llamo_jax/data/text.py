@@ -36,15 +36,19 @@ def read_caption_lines(corpus_dir: str | pathlib.Path, split: str) -> list[str]:
 def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_prefix: str | pathlib.Path) -> pathlib.Path:
   """Trains a BPE SentencePiece model on `lines`; returns the `.model` path.
 
-  Byte fallback keeps unseen characters encodable; ids 0..3 are pad/unk/bos/eos.
+  Byte fallback keeps unseen characters encodable; ids 0..3 are pad/unk/bos/eos. The files
+  are written under a temporary name and renamed, so a killed run leaves no partial `.model`.
   """
   model_prefix = pathlib.Path(model_prefix)
   model_prefix.parent.mkdir(parents=True, exist_ok=True)
+  partial = model_prefix.parent / f".{model_prefix.name}-partial"
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(lines), model_prefix=str(model_prefix), vocab_size=vocab_size,
+      sentence_iterator=iter(lines), model_prefix=str(partial), vocab_size=vocab_size,
       model_type="bpe", byte_fallback=True, character_coverage=1.0,
       pad_id=0, unk_id=1, bos_id=2, eos_id=3, num_threads=1, minloglevel=2,
       hard_vocab_limit=False)
+  for suffix in (".vocab", ".model"):  # the .model last: its presence means the pair is complete
+    pathlib.Path(f"{partial}{suffix}").replace(f"{model_prefix}{suffix}")
   return model_prefix.with_suffix(".model")
 
 

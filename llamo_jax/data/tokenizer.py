@@ -18,12 +18,18 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 import tokenizers
 
+from llamo_jax.core.errors import InputError
+
 META_FILE = "llamo_tokenizer.json"
 FORMAT_VERSION = 1
 SP_FILE = "tokenizer.model"
 HF_FILE = "tokenizer.json"
 BACKENDS = ("sentencepiece", "tokenizers")
 
+
+
+class TokenizerFileError(InputError, ValueError):
+  """A tokenizer file that cannot be read (damaged, or not the format its name says)."""
 
 class Tokenizer:
   """Text <-> ids, with the special ids the model was trained with.
@@ -106,21 +112,36 @@ class Tokenizer:
 
   @classmethod
   def load(cls, path: str | pathlib.Path) -> Tokenizer:
-    """A tokenizer from a saved dir, a SentencePiece `.model`, a `tokenizer.json` or an HF folder."""
+    """A tokenizer from a saved dir, a SentencePiece `.model`, a `tokenizer.json` or an HF folder.
+
+    A damaged file (truncated, not the format its name says) raises TokenizerFileError.
+    """
     path = pathlib.Path(path)
+    try:
+      return cls._load(path)
+    except (FileNotFoundError, TokenizerFileError):
+      raise
+    except Exception as e:  # pylint: disable=broad-except  (protobuf, sentencepiece, tokenizers and json each fail their own way)
+      raise TokenizerFileError(
+          f"The tokenizer at {path} is damaged or unreadable ({type(e).__name__}: {str(e).strip()[:200]}); "
+          "replace it with an intact copy (a training run rebuilds its own tokenizer/ when it is deleted "
+          "before the first checkpoint).") from e
+
+  @classmethod
+  def _load(cls, path: pathlib.Path) -> Tokenizer:
     if path.is_file():
       if path.suffix == ".model":
         return cls.from_sentencepiece(path)
       if path.suffix == ".json":
         return cls.from_hf(path)
-      raise ValueError(f"Cannot tell the tokenizer type of {path}: expected a SentencePiece `.model` "
+      raise TokenizerFileError(f"Cannot tell the tokenizer type of {path}: expected a SentencePiece `.model` "
                        "or an HF `tokenizer.json`.")
     if not path.is_dir():
       raise FileNotFoundError(f"No tokenizer at {path}.")
     if (path / META_FILE).is_file():
       meta = json.loads((path / META_FILE).read_text())
       if meta.get("format_version") != FORMAT_VERSION or meta.get("backend") not in BACKENDS:
-        raise ValueError(f"{path / META_FILE} is not a llamo_jax tokenizer of format {FORMAT_VERSION} "
+        raise TokenizerFileError(f"{path / META_FILE} is not a llamo_jax tokenizer of format {FORMAT_VERSION} "
                          f"(got {meta}).")
       ids = {k: meta[k] for k in ("bos_id", "eos_id", "pad_id")}
       if meta["backend"] == "sentencepiece":

@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import pathlib
 import shutil
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -127,23 +128,38 @@ def _work(job: tuple[str, int, Config]) -> tuple[int, str, list[str], np.ndarray
 def build(out_dir: str | os.PathLike, cfg: Config, overwrite: bool = False) -> dict[str, Any]:
   """Writes the whole corpus; returns the corpus.json contents.
 
-  A non-empty `out_dir` is an error unless `overwrite`, which first deletes what
-  a corpus writes there (so no clip of an older, larger corpus lingers).
+  The corpus is written into a temporary folder beside `out_dir` and moved in at the
+  end (corpus.json last), so a killed build leaves no partial corpus in `out_dir` and a
+  rerun simply builds it. A non-empty `out_dir` is an error unless `overwrite`, which
+  replaces what a corpus writes there (so no clip of an older, larger corpus lingers).
   """
   if cfg.num_motions < 1:
     raise ValueError(f"num_motions must be >= 1, got {cfg.num_motions}")
   if cfg.fps not in (20, 30):
     raise ValueError(f"fps must be 20 (HumanML3D) or 30 (272-dim / MotionStreamer), got {cfg.fps}")
   out = pathlib.Path(out_dir)
-  if out.is_dir() and any(out.iterdir()):
-    if not overwrite:
-      raise FileExistsError(f"output folder {out} is not empty; choose a new one or overwrite it "
-                            "(--overwrite)")
+  if out.is_dir() and any(out.iterdir()) and not overwrite:
+    raise FileExistsError(f"output folder {out} is not empty; choose a new one or overwrite it "
+                          "(--overwrite)")
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+  try:
+    meta = _write_corpus(tmp, cfg)
+    out.mkdir(exist_ok=True)
     for sub in SUBDIRS:
       shutil.rmtree(out / sub, ignore_errors=True)
     for name in ("Mean.npy", "Std.npy", "Mean272.npy", "Std272.npy", "corpus.json") + tuple(
         f"{s}.txt" for s in SPLITS + ("zeroshot",)):
       (out / name).unlink(missing_ok=True)
+    for entry in sorted(tmp.iterdir(), key=lambda p: p.name == "corpus.json"):  # the completion mark last
+      entry.rename(out / entry.name)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return meta
+
+
+def _write_corpus(out: pathlib.Path, cfg: Config) -> dict[str, Any]:
+  """Writes every file of the corpus into the (empty) folder `out`; returns corpus.json's contents."""
   for sub in SUBDIRS:
     (out / sub).mkdir(parents=True, exist_ok=True)
   jobs = [(str(out), i, cfg) for i in range(cfg.num_motions)]

@@ -8,23 +8,93 @@ Layout under `WORKDIR/checkpoints/STEP/`:
   meta/       JSON: stage, config fingerprint, anything a task wants to carry.
 
 Saves are asynchronous and keep the last `max_to_keep`. A SIGTERM (preemption)
-is turned into a save at the next step boundary by the trainer (`PreemptionWatcher`).
+is turned into a save at the next step boundary by the trainer (`preemption.py`).
+
+The trainer never saves a state with a NaN/inf in it (`check_finite_before_save`), so
+every kept checkpoint is finite. A checkpoint that cannot be restored (truncated file,
+corrupt metadata) is reported by step; the trainer then resumes from the newest readable
+one and moves the unreadable ones to `WORKDIR/unreadable_checkpoints/` for inspection.
+A save that fails for lack of disk space raises `DiskFullError` naming the folder.
 """
 from __future__ import annotations
 
-import signal
-import threading
+import errno
+import shutil
 from typing import Any
 
 import grain
 import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
+from llamo_jax.core.errors import InputError
 
-class IncompatibleCheckpointError(ValueError):
+
+class IncompatibleCheckpointError(InputError, ValueError):
   """The checkpoint on disk does not fit the model/optimizer the config builds."""
+
+
+class RestoreFailedError(IncompatibleCheckpointError):
+  """One step could not be restored: corrupt, or not this config's model (the caller tries older steps)."""
+
+  def __init__(self, directory: epath.Path, step: int, cause: BaseException):
+    self.directory, self.step, self.cause = directory, step, cause
+    super().__init__(f"The checkpoint at {directory / str(step)} could not be restored "
+                     f"({type(cause).__name__}: {str(cause).strip()[:300]}).")
+
+
+class DiskFullError(InputError, OSError):
+  """A checkpoint save failed because its filesystem is full."""
+
+
+def _is_disk_full(error: BaseException, directory: epath.Path) -> bool:
+  """Whether `error` (or its cause chain) is ENOSPC, or the checkpoint filesystem has (almost) no space left."""
+  seen = error
+  while seen is not None:
+    if getattr(seen, "errno", None) == errno.ENOSPC or "No space left" in str(seen):
+      return True
+    seen = seen.__cause__ or seen.__context__
+  try:
+    return shutil.disk_usage(directory).free < 1 << 20
+  except OSError:
+    return False
+
+
+def unrestorable_error(directory: epath.Path, failures: list[RestoreFailedError]) -> IncompatibleCheckpointError:
+  """The error when no checkpoint under `directory` restores: each step's reason, and the ways out."""
+  reasons = "; ".join(f"step {f.step}: {type(f.cause).__name__}: {str(f.cause).strip()[:200]}" for f in failures)
+  return IncompatibleCheckpointError(
+      f"No checkpoint under {directory} could be restored into the model and optimizer this config builds "
+      f"({reasons}). If the config and code are unchanged, the checkpoints are corrupt: move "
+      f"{directory} aside to start over. Otherwise resume with the config that wrote them (see "
+      f"{directory.parent / 'config.json'}) or start a new --workdir.")
+
+
+class NonFiniteError(InputError, FloatingPointError):
+  """The loss, a metric or the parameters became NaN/inf; nothing non-finite was saved."""
+
+
+def non_finite_error(what: str, step: int, last_saved: int | None) -> NonFiniteError:
+  """The error for a run that went non-finite at `step`: what, which checkpoint is good, the fixes."""
+  kept = (f"the last checkpoint, step {last_saved}, holds finite weights and a restart resumes from it"
+          if last_saved is not None else "no checkpoint was written before it")
+  return NonFiniteError(
+      f"{what} at step {step}; nothing non-finite was saved: {kept}. Lower config.optimizer.lr, enable "
+      "config.optimizer.grad_clip, or check the data for NaNs (a changed optimizer needs a new --workdir).")
+
+
+def check_finite_before_save(flags: list[Any], step: int, last_saved: int | None) -> None:
+  """Raises NonFiniteError if any per-step finiteness flag (device bools) of steps up to `step` is False.
+
+  Called only when a checkpoint is due, so the flags leave the device once per save.
+  """
+  if not flags:
+    return
+  values = [bool(v) for v in jax.device_get(flags)]
+  if not all(values):
+    first_bad = step - len(values) + values.index(False) + 1
+    raise non_finite_error("The train state became non-finite (NaN/inf in the loss or parameters)",
+                           first_bad, last_saved)
 
 
 class Checkpointer:
@@ -46,12 +116,42 @@ class Checkpointer:
   def all_steps(self) -> list[int]:
     return list(self._mgr.all_steps())
 
+  def should_save(self, step: int) -> bool:
+    """Whether `save(step)` (without force) would write a checkpoint."""
+    return self._mgr.should_save(step)
+
   def save(self, step: int, state: Any, data_iter: Any | None, meta: dict, *, force: bool = False) -> bool:
     """Starts an (async) save of `step`; returns whether a save was started."""
     items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
     if data_iter is not None:
       items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
-    return self._mgr.save(step, args=ocp.args.Composite(**items), force=force)
+    with self._disk_full_is_clear(step):
+      return self._mgr.save(step, args=ocp.args.Composite(**items), force=force)
+
+  def _disk_full_is_clear(self, step: int | None):
+    """Context: a failure with the checkpoint filesystem full becomes DiskFullError naming the folder."""
+    directory, latest = self.directory, self._finished
+
+    class _Guard:
+      def __enter__(self):
+        return self
+
+      def __exit__(self, kind, error, tb):
+        if error is None or not isinstance(error, Exception) or not _is_disk_full(error, directory):
+          return False
+        where = directory if step is None else directory / str(step)
+        intact = (f"the last complete checkpoint, step {latest()}, is intact" if latest() is not None
+                  else "no earlier checkpoint exists")
+        raise DiskFullError(errno.ENOSPC, f"No space left on the device holding {directory} while writing "
+                            f"the checkpoint {where}; {intact}. Free space (or move the workdir) and rerun "
+                            "the same command to resume.") from error
+    return _Guard()
+
+  def _finished(self) -> int | None:
+    """The newest step with a finished (committed) checkpoint on disk."""
+    steps = [int(p.name) for p in self.directory.iterdir()
+             if p.name.isdigit() and (p / "_CHECKPOINT_METADATA").exists()] if self.directory.exists() else []
+    return max(steps, default=None)
 
   def restore(self, step: int, abstract_state: Any, data_iter: Any | None) -> tuple[Any, dict]:
     """Restores `step` into `abstract_state`'s shapes and shardings; `data_iter` in place."""
@@ -60,49 +160,37 @@ class Checkpointer:
       items["data_iter"] = grain.checkpoint.CheckpointRestore(data_iter)
     try:
       restored = self._mgr.restore(step, args=ocp.args.Composite(**items))
-    except (ValueError, KeyError, TypeError) as e:
-      raise IncompatibleCheckpointError(
-          f"The checkpoint at {self.directory / str(step)} does not match the model and optimizer "
-          f"this config builds ({type(e).__name__}: {str(e)[:500]}). Resume with the config that "
-          f"wrote it (see {self.directory.parent / 'config.json'}) or start a new --workdir.") from e
+    except Exception as e:  # pylint: disable=broad-except  (a corrupt file fails in any library's way)
+      raise RestoreFailedError(self.directory, step, e) from e
     return restored["state"], dict(restored["meta"])
 
   def restore_meta(self, step: int) -> dict:
-    return dict(self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+    try:
+      return dict(self._mgr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"])
+    except Exception as e:  # pylint: disable=broad-except  (a corrupt file fails in any library's way)
+      raise RestoreFailedError(self.directory, step, e) from e
+
+  def set_aside(self, steps: list[int]) -> epath.Path:
+    """Moves the checkpoints of `steps` to WORKDIR/unreadable_checkpoints/ (kept for inspection); returns it."""
+    target = self.directory.parent / "unreadable_checkpoints"
+    if jax.process_index() == 0:
+      target.mkdir(parents=True, exist_ok=True)
+      for step in steps:
+        dest, n = target / str(step), 1
+        while dest.exists():
+          dest, n = target / f"{step}.{n}", n + 1
+        (self.directory / str(step)).rename(dest)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top  (multi-host only)
+      multihost_utils.sync_global_devices("set_aside_checkpoints")
+    self._mgr.reload()
+    return target
 
   def wait(self) -> None:
-    self._mgr.wait_until_finished()
+    with self._disk_full_is_clear(None):
+      self._mgr.wait_until_finished()
 
   def close(self) -> None:
-    self._mgr.wait_until_finished()
+    with self._disk_full_is_clear(None):
+      self._mgr.wait_until_finished()
     self._mgr.close()
-
-
-class PreemptionWatcher:
-  """Turns SIGTERM into a flag the train loop polls at step boundaries.
-
-  On multi-host runs the flags of all hosts are gathered, so every host stops at
-  (and saves) the same step.
-  """
-
-  def __init__(self):
-    self._event = threading.Event()
-    self._previous = None
-    if threading.current_thread() is threading.main_thread():
-      self._previous = signal.signal(signal.SIGTERM, self._handler)
-
-  def _handler(self, signum, frame):
-    del signum, frame
-    self._event.set()
-
-  def should_stop(self) -> bool:
-    """Whether any host got SIGTERM. Collective on multi-host runs: call it on every host."""
-    flag = self._event.is_set()
-    if jax.process_count() > 1:
-      from jax.experimental import multihost_utils
-      flag = bool(multihost_utils.process_allgather(np.asarray(flag)).any())
-    return flag
-
-  def restore_handler(self) -> None:
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)

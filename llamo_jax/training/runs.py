@@ -14,6 +14,7 @@ from etils import epath
 from flax import nnx
 
 from llamo_jax.core import sharding
+from llamo_jax.core.errors import InputError
 from llamo_jax.training import checkpoints
 from llamo_jax.training.stages import stage_at
 from llamo_jax.training.stages import stage_plan
@@ -29,6 +30,62 @@ RESUMABLE_CHANGES = ("total_steps", "log_every", "eval_every", "eval_batches", "
 # (config, workdir, mesh) -> the Task: a task class, or a registry lookup.
 TaskFactory = Callable[[ml_collections.ConfigDict, epath.Path, jax.sharding.Mesh], Task]
 
+# The trainer's numeric keys: (smallest allowed value, what it means). None is allowed where noted.
+TRAINER_KEYS = {"total_steps": (1, "steps to train"), "log_every": (1, "steps between logged metrics"),
+                "checkpoint_every": (1, "steps between checkpoints"),
+                "eval_every": (0, "steps between evaluations; 0 turns evaluation off"),
+                "max_checkpoints": (1, "checkpoints kept"), "grad_accum_steps": (1, "microbatches per step"),
+                "stop_after_steps": (1, "stop (and save) after this step; None runs to the end")}
+
+
+class InvalidConfigError(InputError, ValueError):
+  """A config value (or the workdir's config.json) a run cannot use; the message names it and the fix."""
+
+
+class WorkdirError(InputError, PermissionError):
+  """The workdir cannot be created or written."""
+
+
+def check_trainer_keys(config: ml_collections.ConfigDict) -> None:
+  """Refuses trainer keys out of range (e.g. checkpoint_every=0) before anything starts."""
+  for key, (low, meaning) in TRAINER_KEYS.items():
+    if key not in config or (key == "stop_after_steps" and config[key] is None):
+      continue
+    if key == "total_steps" and config.get("stage_order", None):
+      continue  # a staged run's length is the sum of its stages' steps
+    value = config[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+      raise InvalidConfigError(f"config.{key}={value!r} is out of range: it must be an integer >= {low} "
+                               f"({meaning}); pass e.g. --config.{key}={max(low, 1)}.")
+
+
+def make_workdir(workdir: epath.Path) -> None:
+  """Creates `workdir`; one clear error if it (or its parent) cannot be written."""
+  try:
+    workdir.mkdir(parents=True, exist_ok=True)
+    if "://" not in str(workdir):  # local: writing needs more than existing (read-only mounts, modes)
+      probe = workdir / f".write_probe_{jax.process_index()}"
+      probe.write_text("")
+      probe.unlink()
+  except OSError as e:
+    raise WorkdirError(f"--workdir={workdir} cannot be written ({e.strerror or e}); choose a folder you "
+                          "can write to.") from e
+
+
+def _read_json(path: epath.Path) -> dict:
+  """The JSON object in `path`; a damaged file (e.g. truncated by a full disk) is one clear error."""
+  text = path.read_text()
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise InvalidConfigError(
+        f"{path} is damaged (not valid JSON: {e.msg}, line {e.lineno} column {e.colno}); restore it from "
+        "a backup, or delete it and rerun with the config that made the run to write it again.") from e
+  if not isinstance(value, dict):
+    raise InvalidConfigError(f"{path} holds a JSON {type(value).__name__}, not a config object; restore it "
+                             "or delete it and rerun with the config that made the run.")
+  return value
+
 
 def load_run_config(workdir: str | epath.Path, task: str | None = None) -> ml_collections.ConfigDict:
   """The config a training workdir was run with (its config.json); with `task`, it must be a run of it."""
@@ -36,7 +93,7 @@ def load_run_config(workdir: str | epath.Path, task: str | None = None) -> ml_co
   if not path.exists():
     raise FileNotFoundError(f"{path} not found: {workdir} is not a training workdir. Train it first "
                             "(python -m llamo_jax.train --config=... --workdir=...).")
-  config = ml_collections.ConfigDict(json.loads(path.read_text()))
+  config = ml_collections.ConfigDict(_read_json(path))
   if task is not None and config.get("task") != task:
     raise ValueError(f"{workdir} is a {config.get('task')!r} run, not a {task!r} run: point at a workdir "
                      f"trained with a config whose task is {task!r}.")
@@ -48,10 +105,12 @@ def check_config_against_workdir(config: ml_collections.ConfigDict, workdir: epa
   path = workdir / "config.json"
   current = json.loads(config.to_json_best_effort(sort_keys=True))
   if not path.exists():
-    if jax.process_index() == 0:
-      path.write_text(json.dumps(current, indent=2, sort_keys=True))
+    if jax.process_index() == 0:  # written whole or not at all
+      tmp = path.with_name(f".{path.name}.tmp")
+      tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
+      tmp.rename(path)
     return
-  previous = json.loads(path.read_text())
+  previous = _read_json(path)
   changed = sorted(k for k in set(previous) | set(current)
                    if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k))
   if changed:

@@ -24,6 +24,7 @@ from flax import nnx
 
 from llamo_jax.core import sharding
 from llamo_jax.training import checkpoints
+from llamo_jax.training import preemption as preemption_lib
 from llamo_jax.training import runs
 from llamo_jax.training.stages import stage_at
 from llamo_jax.training.stages import stage_plan
@@ -32,8 +33,7 @@ from llamo_jax.training.state import build_model
 from llamo_jax.training.state import stage_state
 from llamo_jax.training.task import Task
 
-class NonFiniteError(FloatingPointError):
-  """A logged metric became NaN or inf."""
+NonFiniteError = checkpoints.NonFiniteError  # a logged metric or the train state became NaN/inf
 
 
 def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
@@ -71,11 +71,20 @@ def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransf
       loss, metrics, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, metrics, grads))
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     params = optax.apply_updates(state["params"], updates)
-    metrics = dict(metrics, loss=loss, grad_norm=optax.global_norm(grads), lr=schedule(step - stage_start))
+    grad_norm = optax.global_norm(grads)
+    # One on-device flag per step; the loop reads it only when a checkpoint is due.
+    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(params)
+    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, lr=schedule(step - stage_start), finite=finite)
     new_state = dict(state, step=step + 1, params=params, opt_state=opt_state)
     return new_state, metrics
 
   return train_step
+
+
+def _all_finite(tree: Any) -> jax.Array:
+  """Whether every float leaf of `tree` is free of NaN/inf (one fused reduction)."""
+  flags = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.stack(flags).all() if flags else jnp.asarray(True)
 
 
 def compiled_flops(compiled: Any) -> float:
@@ -94,12 +103,10 @@ def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
   return {k: float(np.mean([h[k] for h in host])) for k in host[0]}
 
 
-def _check_finite(metrics: dict[str, float], step: int) -> None:
+def _check_finite(metrics: dict[str, float], step: int, last_saved: int | None) -> None:
   bad = {k: v for k, v in metrics.items() if not np.isfinite(v)}
   if bad:
-    raise NonFiniteError(
-        f"Non-finite metrics at step {step}: {bad}. The last good checkpoint is kept; lower "
-        "config.optimizer.lr, enable config.optimizer.grad_clip, or check the data for NaNs.")
+    raise checkpoints.non_finite_error(f"Non-finite metrics {bad}", step, last_saved)
 
 
 def run_pipeline(config: ml_collections.ConfigDict, workdir: epath.Path, make_task: runs.TaskFactory
@@ -138,10 +145,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   """
   # ------------------------------------------------------------------ setup
   workdir = epath.Path(workdir).resolve()  # orbax needs absolute paths
-  workdir.mkdir(parents=True, exist_ok=True)
-  runs.check_config_against_workdir(config, workdir)
   if config.get("pipeline_order", None):
+    runs.make_workdir(workdir)
+    runs.check_config_against_workdir(config, workdir)
     return run_pipeline(config, workdir, make_task)
+  runs.check_trainer_keys(config)
+  runs.make_workdir(workdir)
+  runs.check_config_against_workdir(config, workdir)
   mesh = sharding.make_mesh(config.mesh.to_dict())
   rules = sharding.rules_from_config(config.get("logical_axis_rules", None))
   task = make_task(config, workdir, mesh)
@@ -156,21 +166,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
 
 
 def _run(config, workdir, mesh, rules, task, writer) -> dict[str, float]:
-  """Stages, resume, compiled steps and the loop (see train_and_evaluate)."""
+  """Resumes from the newest checkpoint that restores (`_run_from`); unreadable newer ones are set aside."""
+  failures = []
+  while True:
+    ckpt = checkpoints.Checkpointer(
+        workdir / "checkpoints", max_to_keep=config.get("max_checkpoints", 3),
+        save_interval_steps=config.checkpoint_every, async_save=config.get("async_checkpoints", True))
+    older = [s for s in sorted(ckpt.all_steps(), reverse=True) if s not in {f.step for f in failures}]
+    if failures and not older:
+      ckpt.close()
+      raise checkpoints.unrestorable_error(ckpt.directory, failures)
+    try:
+      return _run_from(config, mesh, rules, task, writer, ckpt, older[0] if older else None, failures)
+    except checkpoints.RestoreFailedError as e:
+      logging.warning("%s Trying the next older checkpoint.", e)
+      failures.append(e)
+
+
+def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures) -> dict[str, float]:
+  """Stages, resume from `resume_step`, compiled steps and the loop (see train_and_evaluate)."""
   plan = stage_plan(config)
   total_steps = plan[-1].end
-  ckpt = checkpoints.Checkpointer(
-      workdir / "checkpoints", max_to_keep=config.get("max_checkpoints", 3),
-      save_interval_steps=config.checkpoint_every, async_save=config.get("async_checkpoints", True))
-  resume_step = ckpt.latest_step
   first_stage = plan[0]
   if resume_step is not None:
-    first_stage = stage_at(plan, resume_step, ckpt.restore_meta(resume_step).get("stage"))
+    try:
+      first_stage = stage_at(plan, resume_step, ckpt.restore_meta(resume_step).get("stage"))
+    except checkpoints.RestoreFailedError:
+      ckpt.close()
+      raise
   else:
     writer.write_hparams({k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))})
   hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                            every_steps=config.log_every)]
-  preemption = checkpoints.PreemptionWatcher()
+  preemption = preemption_lib.PreemptionWatcher()
   model, last_metrics = None, {}
   try:
     for stage in plan[first_stage.index:]:
@@ -194,6 +222,11 @@ def _run(config, workdir, mesh, rules, task, writer) -> dict[str, float]:
       if resume_step is not None and stage is first_stage:
         state, meta = ckpt.restore(resume_step, abstract_of(state), train_iter)
         logging.info("resumed from step %d (%s)", resume_step, meta)
+        if failures:
+          aside = ckpt.set_aside([f.step for f in failures])
+          logging.warning("resumed from step %d, the newest readable checkpoint; the unreadable newer "
+                          "checkpoint(s) %s were moved to %s for inspection", resume_step,
+                          [f.step for f in failures], aside)
       stopped, last_metrics = _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
                                            ckpt, writer, hooks, preemption, mesh, last_metrics)
       if stopped is None:
@@ -233,17 +266,19 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
   # ------------------------------------------------------------------ loop
   stop_after = config.get("stop_after_steps", None)  # for tests: simulate a kill
   history: list[dict[str, jax.Array]] = []
+  unsaved_finite: list[jax.Array] = []  # per-step finiteness flags since the last save (on device)
   t_log = time.time()
   while step < stage.end:
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       state, metrics = step_fn(state, task.global_batch(batch))
+    unsaved_finite.append(metrics.pop("finite"))
     history.append(metrics)
     step += 1
     for hook in hooks:
       hook(step)
     if step % config.log_every == 0 or step == stage.end:
       last_metrics = _mean_metrics(history)
-      _check_finite(last_metrics, step)
+      _check_finite(last_metrics, step, ckpt.latest_step)
       dt = time.time() - t_log
       steps_per_sec = len(history) / max(dt, 1e-9)
       last_metrics[f"{unit}_per_sec"] = per_batch * steps_per_sec
@@ -262,8 +297,11 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
     # The SIGTERM check is collective across hosts: on multi-host runs do it at log steps only.
     check = jax.process_count() == 1 or step % config.log_every == 0
     stop = (check and preemption.should_stop()) or (stop_after is not None and step >= stop_after)
-    ckpt.save(step, state, train_iter, {"step": step, "stage": stage.name},
-              force=stop or step == stage.end)
+    force = stop or step == stage.end
+    if force or ckpt.should_save(step):  # never save a non-finite state
+      checkpoints.check_finite_before_save(unsaved_finite, step, ckpt.latest_step)
+      unsaved_finite = []
+    ckpt.save(step, state, train_iter, {"step": step, "stage": stage.name}, force=force)
     if stop:
       logging.warning("stopping at step %d (preemption or stop_after_steps); checkpoint saved", step)
       return None, last_metrics

@@ -34,6 +34,10 @@ def folder(tmp_path):
   motion_folder.write_clip(root, "notext", 60, rng)
   (root / "texts" / "notext.txt").unlink()
   bad["notext"] = "missing_text"
+  # Captions that are not UTF-8 (Latin-1 bytes): a counted skip, not a crash.
+  motion_folder.write_clip(root, "latin1", 60, rng)
+  (root / "texts" / "latin1.txt").write_bytes("une personne s'\xe9lance#x/NOUN#0.0#0.0".encode("latin-1"))
+  bad["latin1"] = "unreadable_text"
   # Corrupt npy.
   motion_folder.write_clip(root, "corrupt", 60, rng)
   (root / "new_joint_vecs" / "corrupt.npy").write_bytes(b"\x93NUMPY garbage")
