@@ -16,6 +16,7 @@ replaced with --overwrite.
 from __future__ import annotations
 
 import pathlib
+import sys
 from typing import Sequence
 
 from absl import app
@@ -41,10 +42,13 @@ _MIRROR = flags.DEFINE_bool("mirror", False, "Also write the left/right mirror o
 
 def main(argv: Sequence[str]) -> None:
   del argv
-  summary = record_builder.build_records(_SOURCE.value, _OUT.value, source_format=_SOURCE_FORMAT.value,
-                          representation=_REPRESENTATION.value, name=_NAME.value,
-                          min_len=_MIN_LEN.value, fps=_FPS.value, splits=_SPLITS.value,
-                          overwrite=_OVERWRITE.value, mirror=_MIRROR.value)
+  try:
+    summary = record_builder.build_records(
+        _SOURCE.value, _OUT.value, source_format=_SOURCE_FORMAT.value, representation=_REPRESENTATION.value,
+        name=_NAME.value, min_len=_MIN_LEN.value, fps=_FPS.value, splits=_SPLITS.value,
+        overwrite=_OVERWRITE.value, mirror=_MIRROR.value)
+  except (FileNotFoundError, FileExistsError, ValueError) as e:
+    sys.exit(f"build_records: error: {e}")
   print(record_builder.format_report(summary))
   print(f"wrote {pathlib.Path(_OUT.value) / summary['name']}")
 

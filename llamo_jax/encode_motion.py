@@ -9,6 +9,7 @@ run's latest checkpoint; the format is described in llamo_jax/tasks/latents.py.
 from __future__ import annotations
 
 import pathlib
+import sys
 
 from absl import app
 from absl import flags
@@ -16,6 +17,8 @@ from absl import logging
 from ml_collections import config_flags
 
 from llamo_jax import tasks
+from llamo_jax.core import config_files
+from llamo_jax.core.errors import InputError
 from llamo_jax.tasks import latents
 
 def define_flags() -> None:
@@ -35,15 +38,18 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   config = f.config
-  task, model, step = tasks.restore_for_eval(config, f.workdir)
   data_path = pathlib.Path(f.data or config.data.path)
   name = f.name or f"{data_path.name}_latents"
-  out = latents.encode_dataset(task, model, data_path, pathlib.Path(f.out), name,
-                       batch_size=f.batch_size, overwrite=f.overwrite)
+  try:
+    task, model, step = tasks.restore_for_eval(config, f.workdir)
+    out = latents.encode_dataset(task, model, data_path, pathlib.Path(f.out), name,
+                                 batch_size=f.batch_size, overwrite=f.overwrite)
+  except (InputError, FileNotFoundError, FileExistsError) as e:
+    sys.exit(f"encode_motion: error: {e}")
   logging.info("encoded %s with the VAE at step %d", data_path, step)
   print(f"wrote {out}")
 
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=config_files.parse_flags_with_config)

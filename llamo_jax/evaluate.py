@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 
 import numpy as np
 from absl import app
@@ -20,6 +21,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from llamo_jax import tasks
+from llamo_jax.core import config_files
+from llamo_jax.core.errors import InputError
 from llamo_jax.eval import motion_metrics
 from llamo_jax.models.motion_vae import FRAMES_PER_LATENT
 from llamo_jax.motion import files as motion_files
@@ -79,7 +82,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   workdir = pathlib.Path(f.workdir)
-  task, model, step = tasks.restore_for_eval(f.config, workdir, f.step)
+  try:
+    task, model, step = tasks.restore_for_eval(f.config, workdir, f.step)
+  except (InputError, FileNotFoundError) as e:
+    sys.exit(f"evaluate: error: {e}")
   if not hasattr(task, "evaluate_split"):
     raise app.UsageError(f"llamo_jax.evaluate does not support task {f.config.task!r} yet.")
   if f.motion:
@@ -99,4 +105,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=config_files.parse_flags_with_config)

@@ -8,6 +8,7 @@ same Grain loader the trainer uses, on this process only.
 from __future__ import annotations
 
 import pathlib
+import sys
 import time
 
 import jax
@@ -17,7 +18,9 @@ from absl import flags
 from ml_collections import config_flags
 
 from llamo_jax import tasks
+from llamo_jax.core import config_files
 from llamo_jax.core import sharding
+from llamo_jax.core.errors import InputError
 
 
 def define_flags() -> None:
@@ -46,7 +49,10 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   config = flags.FLAGS.config
   task = tasks.get_task(config, pathlib.Path("/tmp/llamo_jax_peek"), sharding.make_mesh({"data": -1}))
-  task.prepare()
+  try:
+    task.prepare()
+  except (InputError, FileNotFoundError, FileExistsError) as e:
+    sys.exit(f"peek: error: {e}")
   loader = task.make_loader(flags.FLAGS.split, seed=config.seed, process_index=jax.process_index(),
                             process_count=jax.process_count())
   start = time.time()
@@ -57,4 +63,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  app.run(main, flags_parser=config_files.parse_flags_with_config)

@@ -152,6 +152,15 @@ def test_error_unsupported_architecture(tiny_src, tmp_path, changes, match):
     import_llm.import_llm(src, tmp_path / "out")
 
 
+def test_error_truncated_safetensors_is_one_sentence(tiny_src, tmp_path):
+  src = _copy_src(tiny_src, tmp_path)
+  weights = src / "model.safetensors"
+  weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # an interrupted download
+  with pytest.raises(hf_lib.ConversionError, match=r"model\.safetensors is damaged or truncated.*download it again"):
+    import_llm.import_llm(src, tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
 def test_error_shape_mismatch_names_tensor(tiny_src, tmp_path):
   src = _copy_src(tiny_src, tmp_path)
   _edit_config(src, intermediate_size=64)

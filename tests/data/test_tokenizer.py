@@ -108,3 +108,18 @@ def test_errors(sp_model, hf_folder, tmp_path):
     Tokenizer.from_hf(hf_folder, bos_token="<nope>")
   with pytest.raises(ValueError, match="outside the vocabulary"):
     Tokenizer.load(sp_model).decode([5, 10_000])
+
+
+def test_damaged_tokenizer_file_is_one_clear_error(tmp_path):
+  from llamo_jax.core.errors import InputError
+  from llamo_jax.data import text as text_data
+  from llamo_jax.data.tokenizer import TokenizerFileError
+  model = text_data.train_sentencepiece(SENTENCES, 300, tmp_path / "tokenizer" / "sp")
+  assert sorted(p.name for p in (tmp_path / "tokenizer").iterdir()) == ["sp.model", "sp.vocab"]  # no partials
+  model.write_bytes(model.read_bytes()[:500])  # truncated (a kill or a full disk while copying)
+  with pytest.raises(TokenizerFileError, match=r"The tokenizer at .*sp\.model is damaged or unreadable") as e:
+    Tokenizer.load(model)
+  assert isinstance(e.value, InputError)
+  (tmp_path / "tokenizer.json").write_text('{"version": "1.0", "trunc')
+  with pytest.raises(TokenizerFileError, match=r"tokenizer\.json is damaged"):
+    Tokenizer.load(tmp_path / "tokenizer.json")

@@ -3,6 +3,7 @@ import json
 import pathlib
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -156,3 +157,23 @@ def test_features_decode_to_the_written_joints(built):
     assert j263.shape == j272.shape == (len(joints) - 1, 22, 3)
     np.testing.assert_allclose(j263, joints[:-1], atol=1e-4)
     np.testing.assert_allclose(j272, joints[:-1], atol=1e-4)
+
+
+def test_killed_build_leaves_no_partial_corpus_and_a_rerun_finishes(tmp_path):
+  out = tmp_path / "synth"
+  cmd = [sys.executable, "-m", "data_pipelines.synthetic", f"--out={out}", "--num_motions=24", "--seed=3",
+         "--processes=1"]
+  proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 240
+  while time.time() < deadline and proc.poll() is None:  # kill -9 once a few clips are written
+    if len(list(tmp_path.glob(".synth.tmp-*/new_joints/*.npy"))) >= 3:
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "the build finished before it could be killed"
+  proc.kill()
+  proc.wait()
+  assert not out.exists(), "a killed build left a partial corpus where a run would look for it"
+  rerun = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+  assert rerun.returncode == 0, rerun.stderr[-2000:]
+  assert json.loads((out / "corpus.json").read_text())["num_motions"] == 24
+  assert len(list((out / "new_joints").iterdir())) == 24

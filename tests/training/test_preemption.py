@@ -31,3 +31,24 @@ def test_sigterm_saves_and_stops(tmp_path, caption_corpus_dir):
   assert match, log[-3000:]
   steps = [int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()]
   assert max(steps) == int(match.group(1)) < 100000, (steps, match.group(0))
+
+
+def test_sigterm_during_start_up_stops_cleanly_at_the_first_step(tmp_path, caption_corpus_dir):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env["JAX_PLATFORMS"] = "cpu"
+  cmd = [sys.executable, "-m", "llamo_jax.train", f"--config=configs/lm.py:tiny,corpus_dir={caption_corpus_dir}",
+         f"--workdir={tmp_path}", "--config.total_steps=100000", "--config.log_every=1",
+         "--config.eval_every=0", "--config.checkpoint_every=100000", "--config.tokenizer_vocab_size=300",
+         "--config.data.seq_len=32", "--config.data.batch_size=8"]
+  proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+  lines = []
+  for line in proc.stdout:  # jax is up; the tokenizer, model and step compilation are still to come
+    lines.append(line)
+    if "local devices" in line:
+      break
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=240)
+  log = "".join(lines) + out
+  assert proc.returncode == 0, log[-3000:]
+  assert "stopping at step 1 " in log, log[-3000:]
+  assert [p.name for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()] == ["1"]
