@@ -10,7 +10,7 @@ Layout under `WORKDIR/checkpoints/STEP/`:
 Saves are asynchronous and keep the last `max_to_keep`. A SIGTERM (preemption)
 is turned into a save at the next step boundary by the trainer (`preemption.py`).
 
-The trainer never saves a state with a NaN/inf in it (`check_finite_before_save`), so
+The trainer never saves a state with a NaN/inf in it (`FiniteFlags`), so
 every kept checkpoint is finite. A checkpoint that cannot be restored (truncated file,
 corrupt metadata) is reported by step; the trainer then resumes from the newest readable
 one and moves the unreadable ones to `WORKDIR/unreadable_checkpoints/` for inspection.
@@ -24,6 +24,8 @@ from typing import Any
 
 import grain
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -83,18 +85,41 @@ def non_finite_error(what: str, step: int, last_saved: int | None) -> NonFiniteE
       "config.optimizer.grad_clip, or check the data for NaNs (a changed optimizer needs a new --workdir).")
 
 
-def check_finite_before_save(flags: list[Any], step: int, last_saved: int | None) -> None:
-  """Raises NonFiniteError if any per-step finiteness flag (device bools) of steps up to `step` is False.
+class FiniteFlags:
+  """The train step's per-step finiteness flags (device bools) since the last save.
 
-  Called only when a checkpoint is due, so the flags leave the device once per save.
+  They stay on the device: every `FOLD` steps they are reduced there to the first bad
+  step, and only `check_before_save` (called when a checkpoint is due) reads one number.
   """
-  if not flags:
-    return
-  values = [bool(v) for v in jax.device_get(flags)]
-  if not all(values):
-    first_bad = step - len(values) + values.index(False) + 1
-    raise non_finite_error("The train state became non-finite (NaN/inf in the loss or parameters)",
-                           first_bad, last_saved)
+  FOLD = 256
+  _NONE = np.iinfo(np.int32).max
+
+  def __init__(self):
+    self._steps: list[int] = []
+    self._flags: list[Any] = []
+    self._first_bad = None  # device int32: the first non-finite step folded so far (_NONE if none)
+
+  def add(self, step: int, flag: Any) -> None:
+    self._steps.append(step)
+    self._flags.append(flag)
+    if len(self._flags) >= self.FOLD:
+      self._fold()
+
+  def _fold(self) -> None:
+    if not self._flags:
+      return
+    bad = jnp.min(jnp.where(jnp.stack(self._flags), self._NONE, jnp.asarray(self._steps, jnp.int32)))
+    self._first_bad = bad if self._first_bad is None else jnp.minimum(self._first_bad, bad)
+    self._steps, self._flags = [], []
+
+  def check_before_save(self, last_saved: int | None) -> None:
+    """Raises NonFiniteError naming the first non-finite step since the last check; then starts over."""
+    self._fold()
+    first_bad = self._NONE if self._first_bad is None else int(jax.device_get(self._first_bad))
+    self._first_bad = None
+    if first_bad != self._NONE:
+      raise non_finite_error("The train state became non-finite (NaN/inf in the loss or parameters)",
+                             first_bad, last_saved)
 
 
 class Checkpointer:

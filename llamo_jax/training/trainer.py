@@ -266,12 +266,12 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
   # ------------------------------------------------------------------ loop
   stop_after = config.get("stop_after_steps", None)  # for tests: simulate a kill
   history: list[dict[str, jax.Array]] = []
-  unsaved_finite: list[jax.Array] = []  # per-step finiteness flags since the last save (on device)
+  finite = checkpoints.FiniteFlags()  # read only when a checkpoint is due
   t_log = time.time()
   while step < stage.end:
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       state, metrics = step_fn(state, task.global_batch(batch))
-    unsaved_finite.append(metrics.pop("finite"))
+    finite.add(step + 1, metrics.pop("finite"))
     history.append(metrics)
     step += 1
     for hook in hooks:
@@ -299,8 +299,7 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
     stop = (check and preemption.should_stop()) or (stop_after is not None and step >= stop_after)
     force = stop or step == stage.end
     if force or ckpt.should_save(step):  # never save a non-finite state
-      checkpoints.check_finite_before_save(unsaved_finite, step, ckpt.latest_step)
-      unsaved_finite = []
+      finite.check_before_save(ckpt.latest_step)
     ckpt.save(step, state, train_iter, {"step": step, "stage": stage.name}, force=force)
     if stop:
       logging.warning("stopping at step %d (preemption or stop_after_steps); checkpoint saved", step)

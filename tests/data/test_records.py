@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -121,3 +122,25 @@ def test_mirrored_train_clips(tmp_path, source):
     np.testing.assert_allclose(image["joints"], mirror.mirror_joints(clip["joints"]))
     np.testing.assert_allclose(image["features"], mirror.mirror_features(clip["joints"], "hml263"), atol=1e-6)
     assert image["captions"] == [mirror.mirror_text(c) for c in clip["captions"]]
+
+
+@pytest.mark.slow
+def test_killed_build_records_leaves_nothing_that_looks_complete_and_a_rerun_finishes(tmp_path):
+  root = tmp_path / "hml"
+  motion_folder.make_folder(root, num_clips=400, min_frames=150, max_frames=300)
+  out = tmp_path / "out"
+  cmd = [sys.executable, "-m", "data_pipelines.build_records", f"--source={root}", f"--out={out}", "--name=big"]
+  proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while time.time() < deadline and proc.poll() is None:  # kill -9 once records are being written
+    if any(p.is_file() for p in out.glob(".big.tmp-*/**/*")):
+      break
+    time.sleep(0.02)
+  assert proc.poll() is None, "build_records finished before it could be killed"
+  proc.kill()
+  proc.wait()
+  assert not (out / "big").exists()
+  with pytest.raises(FileNotFoundError):
+    records.open_dataset(out / "big")
+  subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=600)
+  assert sum(records.open_dataset(out / "big").split_sizes.values()) == 400

@@ -127,3 +127,13 @@ def test_disk_full_names_the_folder_and_the_intact_checkpoint(tmp_path, monkeypa
   monkeypatch.undo()
   ckpt.close()
   assert _steps(tmp_path) == [1]
+
+
+def test_finite_flags_name_the_first_bad_step_across_folds(monkeypatch):
+  monkeypatch.setattr(checkpoints.FiniteFlags, "FOLD", 3)
+  flags = checkpoints.FiniteFlags()
+  for step in range(1, 11):
+    flags.add(step, jax.numpy.asarray(step not in (5, 8)))
+  with pytest.raises(checkpoints.NonFiniteError, match="at step 5; .* the last checkpoint, step 4, holds finite"):
+    flags.check_before_save(4)
+  flags.check_before_save(4)  # a check starts over
