@@ -18,6 +18,7 @@ A save that fails for lack of disk space raises `DiskFullError` naming the folde
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import shutil
 from typing import Any
@@ -150,27 +151,24 @@ class Checkpointer:
     items = {"state": ocp.args.StandardSave(state), "meta": ocp.args.JsonSave(meta)}
     if data_iter is not None:
       items["data_iter"] = grain.checkpoint.CheckpointSave(data_iter)
-    with self._disk_full_is_clear(step):
+    with self._disk_full_is_clear():
       return self._mgr.save(step, args=ocp.args.Composite(**items), force=force)
 
-  def _disk_full_is_clear(self, step: int | None):
-    """Context: a failure with the checkpoint filesystem full becomes DiskFullError naming the folder."""
-    directory, latest = self.directory, self._finished
-
-    class _Guard:
-      def __enter__(self):
-        return self
-
-      def __exit__(self, kind, error, tb):
-        if error is None or not isinstance(error, Exception) or not _is_disk_full(error, directory):
-          return False
-        where = directory if step is None else directory / str(step)
-        intact = (f"the last complete checkpoint, step {latest()}, is intact" if latest() is not None
-                  else "no earlier checkpoint exists")
-        raise DiskFullError(errno.ENOSPC, f"No space left on the device holding {directory} while writing "
-                            f"the checkpoint {where}; {intact}. Free space (or move the workdir) and rerun "
-                            "the same command to resume.") from error
-    return _Guard()
+  @contextlib.contextmanager
+  def _disk_full_is_clear(self):
+    """A failure while the checkpoint filesystem is full becomes DiskFullError naming the folder."""
+    try:
+      yield
+    except Exception as error:  # pylint: disable=broad-except  (re-raised unless the disk is full)
+      if not _is_disk_full(error, self.directory):
+        raise
+      latest = self._finished()
+      intact = (f"the last complete checkpoint, step {latest}, is intact" if latest is not None
+                else "no earlier checkpoint exists")
+      # Saves are async: the failed write may be an earlier step's, surfacing at this call.
+      raise DiskFullError(errno.ENOSPC, f"No space left on the device holding {self.directory}: a checkpoint "
+                          f"write failed; {intact}. Free space (or move the workdir) and rerun the same "
+                          "command to resume.") from error
 
   def _finished(self) -> int | None:
     """The newest step with a finished (committed) checkpoint on disk."""
@@ -212,10 +210,10 @@ class Checkpointer:
     return target
 
   def wait(self) -> None:
-    with self._disk_full_is_clear(None):
+    with self._disk_full_is_clear():
       self._mgr.wait_until_finished()
 
   def close(self) -> None:
-    with self._disk_full_is_clear(None):
+    with self._disk_full_is_clear():
       self._mgr.wait_until_finished()
     self._mgr.close()

@@ -120,8 +120,8 @@ def test_disk_full_names_the_folder_and_the_intact_checkpoint(tmp_path, monkeypa
     raise ValueError("RESOURCE_EXHAUSTED: Error writing \"w\": Failed writing: No space left on device "
                      "[os_error_code='28']")
   monkeypatch.setattr(ckpt._mgr, "save", full)
-  with pytest.raises(checkpoints.DiskFullError, match=r"No space left on the device holding .*checkpoints while "
-                     r"writing the checkpoint .*checkpoints/2; the last complete checkpoint, step 1, is intact") as e:
+  with pytest.raises(checkpoints.DiskFullError, match=r"No space left on the device holding .*checkpoints: a "
+                     r"checkpoint write failed; the last complete checkpoint, step 1, is intact") as e:
     ckpt.save(2, state, None, {"step": 2})
   assert e.value.errno == errno.ENOSPC and isinstance(e.value, InputError)
   monkeypatch.undo()
