@@ -1,7 +1,9 @@
 """Builds the bundled synthetic corpus and its records on first use, so a run needs one command.
 
 Process 0 builds; every process then waits at a barrier. Existing data is never rebuilt
-or overwritten: to change it, delete the folder or point the config elsewhere.
+or overwritten: to change it, delete the folder or point the config elsewhere. Both the
+corpus and the records are built in a temporary folder and renamed when complete, so a
+build killed half-way leaves nothing behind and the next run builds it again.
 """
 from __future__ import annotations
 
