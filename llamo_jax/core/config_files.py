@@ -1,5 +1,6 @@
-"""Config files (`configs/NAME.py` with `get_config(arg)`): their `PRESET,key=value` args, and
-loading one config file from another (configs/ is not a package)."""
+"""Config files (`configs/NAME.py` with `get_config(arg)`): their `PRESET,key=value` args,
+loading one config file from another (configs/ is not a package), and the programs' `--config`
+flag parser that turns a bad config file or override into one sentence."""
 from __future__ import annotations
 
 import difflib
@@ -41,7 +42,12 @@ def sibling_config(this_file: str, name: str, arg: str | None = None) -> ml_coll
   path = pathlib.Path(this_file).with_name(f"{name}.py")
   if not path.exists():
     raise FileNotFoundError(f"{path} not found (loaded from {this_file}).")
-  spec = importlib.util.spec_from_file_location(f"_configs_{name}", path)
+  return _get_config(path, arg)
+
+
+def _get_config(path: pathlib.Path, arg: str | None) -> ml_collections.ConfigDict:
+  """`get_config(arg)` of the config file `path` (configs/ is not a package: loaded by path)."""
+  spec = importlib.util.spec_from_file_location(f"_configs_{path.stem}", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(arg)
@@ -60,10 +66,7 @@ def load_config_spec(spec: str) -> ml_collections.ConfigDict:
   file = pathlib.Path(path)
   if not file.is_file():
     raise FileNotFoundError(f"config file {path} not found")
-  module_spec = importlib.util.spec_from_file_location(f"_configs_{file.stem}", file)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(arg or None)
+  return _get_config(file, arg or None)
 
 
 def unknown_key_message(config: ml_collections.ConfigDict, dotted: str) -> str | None:
