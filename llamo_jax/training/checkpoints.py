@@ -37,13 +37,18 @@ class IncompatibleCheckpointError(InputError, ValueError):
   """The checkpoint on disk does not fit the model/optimizer the config builds."""
 
 
+def _one_line(error: BaseException, limit: int) -> str:
+  """The error's message on one line (library errors span many), cut to `limit` characters."""
+  return " ".join(str(error).split())[:limit]
+
+
 class RestoreFailedError(IncompatibleCheckpointError):
   """One step could not be restored: corrupt, or not this config's model (the caller tries older steps)."""
 
   def __init__(self, directory: epath.Path, step: int, cause: BaseException):
     self.directory, self.step, self.cause = directory, step, cause
     super().__init__(f"The checkpoint at {directory / str(step)} could not be restored "
-                     f"({type(cause).__name__}: {str(cause).strip()[:300]}).")
+                     f"({type(cause).__name__}: {_one_line(cause, 300)}).")
 
 
 class DiskFullError(InputError, OSError):
@@ -65,7 +70,7 @@ def _is_disk_full(error: BaseException, directory: epath.Path) -> bool:
 
 def unrestorable_error(directory: epath.Path, failures: list[RestoreFailedError]) -> IncompatibleCheckpointError:
   """The error when no checkpoint under `directory` restores: each step's reason, and the ways out."""
-  reasons = "; ".join(f"step {f.step}: {type(f.cause).__name__}: {str(f.cause).strip()[:200]}" for f in failures)
+  reasons = "; ".join(f"step {f.step}: {type(f.cause).__name__}: {_one_line(f.cause, 200)}" for f in failures)
   return IncompatibleCheckpointError(
       f"No checkpoint under {directory} could be restored into the model and optimizer this config builds "
       f"({reasons}). If the config and code are unchanged, the checkpoints are corrupt: move "
