@@ -38,7 +38,7 @@ def tiny_vae_config(data, **overrides):
   return override(config, **overrides)
 
 
-def test_train_resume_evaluate_encode(vae_data, tmp_path):
+def test_train_resume_evaluate_encode(vae_data, tmp_path, monkeypatch):
   straight = tmp_path / "straight"
   final = tasks.train_and_evaluate(tiny_vae_config(vae_data), straight)
   losses = scalars(straight, "train/loss")
@@ -80,6 +80,18 @@ def test_train_resume_evaluate_encode(vae_data, tmp_path):
   with pytest.raises(ValueError, match=r"shape \(\d+, 21, 3\) holds: expected joints \[T, 22, 3\]"):
     evaluate.evaluate_motion(task, model, tmp_path / "bad.npy", tmp_path, "png")
 
+  # An encode that dies half-way (second batch) leaves nothing that looks like a latent dataset.
+  encode, calls = latents_lib.motion_vae.encode, []
+  def dies_on_the_second_batch(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+      raise RuntimeError("killed")
+    return encode(*args, **kwargs)
+  monkeypatch.setattr(latents_lib.motion_vae, "encode", dies_on_the_second_batch)
+  with pytest.raises(RuntimeError, match="killed"):
+    latents_lib.encode_dataset(task, model, vae_data["records"], tmp_path / "latents", "tiny_latents", batch_size=1)
+  assert list((tmp_path / "latents").iterdir()) == []
+  monkeypatch.undo()
   out = latents_lib.encode_dataset(task, model, vae_data["records"], tmp_path / "latents", "tiny_latents")
   latents = records.open_dataset(out)
   assert latents.representation == "vae_latent:hml263" and latents.dim == 32
