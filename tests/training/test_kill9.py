@@ -94,6 +94,7 @@ def test_random_kill9_points_resume_to_identical_losses(caption_corpus_dir, tmp_
       killed.append((kind, at_step, round(delay, 3)))
   assert not _run_and_kill(_command(caption_corpus_dir, workdir), env, "step", TOTAL_STEPS + 1, 0.0)
   assert killed, "no run was killed: the kill points are never reached"
+  print(f"{len(killed)} of {kills} runs killed (kind, at step, delay s): {killed}")
 
   logged = _all_losses(workdir)
   assert sorted(logged) == sorted(expected), (sorted(logged), killed)
