@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -33,6 +35,7 @@ def test_sigterm_saves_and_stops(tmp_path, caption_corpus_dir):
   assert max(steps) == int(match.group(1)) < 100000, (steps, match.group(0))
 
 
+@pytest.mark.slow  # a full start-up in a subprocess; the default run has test_sigterm_saves_and_stops
 def test_sigterm_during_start_up_stops_cleanly_at_the_first_step(tmp_path, caption_corpus_dir):
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"
