@@ -24,6 +24,7 @@ from llamo_jax.data import sequences
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models import motion_vae as vae_lib
+from llamo_jax.motion import skeleton
 from llamo_jax.pytorch import layout
 
 
@@ -130,6 +131,9 @@ def write_export(out: str | pathlib.Path, model: llamo_lib.LLaMo, vae: vae_lib.M
       "format": layout.FORMAT, "format_version": layout.VERSION,
       "llamo": llamo_config_dict(cfg), "vae": vae_config_dict(vae.cfg),
       "motion": {"representation": representation, "fps": float(fps)},
+      "skeleton": {"joint_names": list(skeleton.JOINT_NAMES), "parents": list(skeleton.PARENTS),
+                   "raw_offsets": skeleton.RAW_OFFSETS.tolist(),
+                   "offsets": skeleton.TARGET_OFFSETS.tolist()},
       "tokens": {"bom_id": llamo_lib.bom_id(cfg), "eom_id": llamo_lib.eom_id(cfg),
                  "bos_id": tokenizer.bos_id, "eos_id": tokenizer.eos_id,
                  "t2m_template": sequences.T2M_TEMPLATES[0], "m2t_template": sequences.M2T_TEMPLATES[0]},

@@ -96,6 +96,10 @@ class Bundle:
     return [{"features": f, "joints": motion_lib.to_joints(f, self.representation),
              "latents": int(n)} for f, n in zip(features, lengths.tolist())]
 
+  def write_bvh(self, path: str | pathlib.Path, joints: np.ndarray) -> None:
+    """joints [T,22,3] -> a BVH of the exported skeleton at the export's frame rate."""
+    motion_lib.write_bvh(path, joints, fps=self.fps, skeleton=self.config["skeleton"])
+
   @torch.no_grad()
   def caption(self, features: np.ndarray, *, max_new_tokens: int | None = None) -> str:
     """A greedy caption of denormalised features [T, dim] of the bundle's representation."""

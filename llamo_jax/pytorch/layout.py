@@ -3,6 +3,8 @@
   DIR/config.json          {"format": FORMAT, "format_version": VERSION,
                             "llamo": LLaMo shapes, "vae": VAE shapes,
                             "motion": {"representation", "fps"},
+                            "skeleton": {"joint_names", "parents", "raw_offsets",
+                                         "offsets" (metres)} (motion/skeleton.py, for BVH),
                             "tokens": {"bom_id", "eom_id", "bos_id", "eos_id",
                                        "t2m_template", "m2t_template"},
                             "sampling": default sampler settings, "source": where it came from}

@@ -1,8 +1,10 @@
-"""Motion features -> global joint positions [T,22,3], numpy only (no jax, no torch).
+"""Motion features -> global joint positions [T,22,3], and joints -> BVH; numpy only.
 
 Ports of `motion.humanml3d.features_to_joints` (hml263, the released `recover_from_ric`)
-and `motion.rep272.to_joints` (mm272, MotionStreamer's recovery); see those modules for
-the layouts. tests/pytorch/test_parity.py checks both against them.
+and `motion.rep272.to_joints` (mm272, MotionStreamer's recovery), and of
+`motion.bvh.export.motion_from_joints` + `motion.bvh.format.format_bvh` (the skeleton
+itself travels in the export's config.json, from motion/skeleton.py); see those modules
+for the layouts. tests/pytorch/test_parity.py checks them against the JAX package's.
 """
 from __future__ import annotations
 
@@ -65,3 +67,105 @@ def to_joints(features: np.ndarray, representation: str) -> np.ndarray:
                      f"got {f.shape}.")
   fn = _hml263_to_joints if representation == "hml263" else _mm272_to_joints
   return fn(f).astype(np.float32)
+
+
+# ------------------------------------------------------------------ BVH
+
+LEAF_EXTENSION = 0.5  # End Sites continue the parent bone by half (motion/bvh/export.py)
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+  return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _arc_matrix(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+  """Shortest-arc rotation matrices [T,3,3] turning direction u [T,3] onto v [T,3]."""
+  u, v = _unit(u), _unit(v)
+  w = 1.0 + np.sum(u * v, axis=-1, keepdims=True)
+  ortho = np.where(np.abs(u[..., :1]) < 0.9, np.cross(u, [1.0, 0.0, 0.0]), np.cross(u, [0.0, 1.0, 0.0]))
+  opposite = w < 1e-7
+  q = _unit(np.concatenate([np.where(opposite, 0.0, w), np.where(opposite, ortho, np.cross(u, v))], -1))
+  w, x, y, z = (q[..., i] for i in range(4))
+  return np.stack([
+      np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)], -1),
+      np.stack([2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)], -1),
+      np.stack([2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)], -1)], -2)
+
+
+def _kabsch(rest_dirs: np.ndarray, observed: np.ndarray) -> np.ndarray:
+  cov = np.einsum("...ki,kj->...ij", _unit(observed), rest_dirs)
+  u, _, vt = np.linalg.svd(cov)
+  fix = np.ones(cov.shape[:-1])
+  fix[..., -1] = np.sign(np.linalg.det(u @ vt))
+  return (u * fix[..., None, :]) @ vt
+
+
+def inverse_kinematics(joints: np.ndarray, parents, raw_offsets: np.ndarray) -> np.ndarray:
+  """Local rotation matrices [T,J,3,3] of joints [T,J,3] (skeleton.inverse_kinematics' rule:
+  shortest arc for one child, best fit of all children for several, identity for leaves)."""
+  t, j_count = joints.shape[:2]
+  children = [[c for c in range(j_count) if parents[c] == j] for j in range(j_count)]
+  glob = [None] * j_count
+  local = np.broadcast_to(np.eye(3), (t, j_count, 3, 3)).copy()
+  for j in range(j_count):
+    parent_rot = glob[parents[j]] if j > 0 else np.broadcast_to(np.eye(3), (t, 3, 3))
+    if not children[j]:
+      glob[j] = parent_rot
+      continue
+    bones = joints[:, children[j]] - joints[:, j:j + 1]
+    if len(children[j]) == 1:
+      bone_local = np.einsum("tji,tj->ti", parent_rot, bones[:, 0])
+      local[:, j] = _arc_matrix(np.broadcast_to(raw_offsets[children[j][0]], bone_local.shape), bone_local)
+      glob[j] = parent_rot @ local[:, j]
+    else:
+      glob[j] = _kabsch(raw_offsets[children[j]], bones)
+      local[:, j] = np.swapaxes(parent_rot, -1, -2) @ glob[j]
+  return local
+
+
+def _euler_zxy(m: np.ndarray) -> np.ndarray:
+  """Rotation matrices [...,3,3] = Rz(a) Rx(b) Ry(c) -> degrees [..., (a, b, c)]."""
+  b = np.arcsin(np.clip(m[..., 2, 1], -1.0, 1.0))
+  a = np.arctan2(-m[..., 0, 1], m[..., 1, 1])
+  c = np.arctan2(-m[..., 2, 0], m[..., 2, 2])
+  return np.degrees(np.stack([a, b, c], axis=-1))
+
+
+def write_bvh(path, joints: np.ndarray, *, fps: float, skeleton: dict, precision: int = 6) -> None:
+  """Writes joints [T,J,3] (metres) as a BVH of the exported skeleton (config.json "skeleton":
+  joint_names, parents, raw_offsets, offsets in metres), in cm, Euler order ZXY, rotations by
+  `inverse_kinematics` (as motion/bvh/export.motion_from_joints)."""
+  joints = np.asarray(joints, np.float64)
+  names, parents = skeleton["joint_names"], list(skeleton["parents"])
+  raw, offsets = np.asarray(skeleton["raw_offsets"], np.float64), np.asarray(skeleton["offsets"], np.float64)
+  if joints.ndim != 3 or joints.shape[1:] != (len(names), 3) or not np.isfinite(joints).all():
+    raise ValueError(f"joints must be finite [T, {len(names)}, 3], got shape {joints.shape}.")
+  scale = 100.0  # metres -> cm
+  euler = np.unwrap(_euler_zxy(inverse_kinematics(joints, parents, raw)), period=360.0, axis=0)
+  fmt = f"{{:.{precision}f}}"
+  vec = lambda v: " ".join(fmt.format(x) for x in v)
+  lines, order = ["HIERARCHY"], []
+
+  def emit(i: int, depth: int):
+    order.append(i)
+    ind = "\t" * depth
+    kids = [c for c in range(len(names)) if parents[c] == i]
+    root = parents[i] < 0
+    lines.extend([f"{ind}{'ROOT' if root else 'JOINT'} {names[i]}", f"{ind}{{",
+                  f"{ind}\tOFFSET {vec(np.zeros(3) if root else offsets[i] * scale)}",
+                  f"{ind}\tCHANNELS " + ("6 Xposition Yposition Zposition " if root else "3 ")
+                  + "Zrotation Xrotation Yrotation"])
+    for c in kids:
+      emit(c, depth + 1)
+    if not kids:
+      lines.extend([f"{ind}\tEnd Site", f"{ind}\t{{",
+                    f"{ind}\t\tOFFSET {vec(offsets[i] * LEAF_EXTENSION * scale)}", f"{ind}\t}}"])
+    lines.append(f"{ind}}}")
+
+  emit(parents.index(-1), 0)
+  cols = [joints[:, order[0]] * scale] + [euler[:, i] for i in order]
+  values = np.concatenate(cols, axis=1)
+  lines += ["MOTION", f"Frames: {len(joints)}", f"Frame Time: {1.0 / fps:.8f}"]
+  lines += [vec(row) for row in values]
+  with open(path, "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")

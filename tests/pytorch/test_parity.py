@@ -217,3 +217,58 @@ def test_export_errors(setup, tmp_path):
     bundle_lib.load(bad)
   with pytest.raises(FileNotFoundError, match="is not an exported LLaMo folder"):
     bundle_lib.load(tmp_path / "nothing")
+
+
+def test_bvh_matches_the_jax_writer(setup, tmp_path):
+  from llamo_jax.motion import files as motion_files  # pylint: disable=g-import-not-at-top  (scipy; this test only)
+  from llamo_jax.motion.bvh import format as bvh_format  # pylint: disable=g-import-not-at-top  (this test only)
+  rep = representation_lib.get_representation("hml263")
+  joints = rep.to_joints(np.random.default_rng(6).normal(size=(12, 263)).astype(np.float32) * 0.3)
+  setup["bundle"].write_bvh(tmp_path / "t.bvh", joints)
+  got = bvh_format.read_bvh(tmp_path / "t.bvh")
+  want = motion_files.to_bvh(joints, "joints", 20.0)
+  assert [j.name for j in got.joints] == [j.name for j in want.joints]
+  assert [j.channels for j in got.joints] == [j.channels for j in want.joints]
+  np.testing.assert_allclose([j.offset for j in got.joints], [j.offset for j in want.joints], atol=1e-5)
+  assert got.frame_time == pytest.approx(want.frame_time)
+  np.testing.assert_allclose(got.values, want.values, atol=1e-3)
+
+
+# Runs a program with jax, jaxlib and flax unimportable (an `import jax` raises ImportError).
+NO_JAX = ("import runpy, sys\n"
+          "for name in ('jax', 'jaxlib', 'flax', 'optax', 'orbax'): sys.modules[name] = None\n"
+          "sys.argv = ['torch_generate'] + sys.argv[1:]\n"
+          "runpy.run_module('llamo_jax.torch_generate', run_name='__main__')\n")
+
+
+def _run_no_jax(*args, cwd):
+  import subprocess  # pylint: disable=g-import-not-at-top  (these tests only)
+  import sys  # pylint: disable=g-import-not-at-top  (these tests only)
+  import pathlib  # pylint: disable=g-import-not-at-top  (these tests only)
+  repo = pathlib.Path(__file__).resolve().parents[2]
+  return subprocess.run([sys.executable, "-c", NO_JAX, *args], capture_output=True, text=True,
+                        timeout=300, cwd=cwd, env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+
+
+def test_torch_generate_runs_without_jax(setup, tmp_path):
+  """The command line generates (npy + features + bvh) and captions with jax unimportable."""
+  proc = _run_no_jax(f"--model={setup['dir']}", "--prompt=a person walks forward", "--seed=3",
+                     "--cfg_scale=2.0", "--flow_steps=2", f"--out={tmp_path / 'walk.bvh'}", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  joints = np.load(tmp_path / "walk.npy")
+  features = np.load(tmp_path / "walk_features.npy")
+  assert joints.ndim == 3 and joints.shape[1:] == (22, 3) and np.isfinite(joints).all()
+  assert features.shape == (joints.shape[0], 263) and joints.shape[0] % 4 == 0
+  np.testing.assert_allclose(joints, torch_motion.to_joints(features, "hml263"), atol=1e-5)
+  assert (tmp_path / "walk.bvh").read_text().startswith("HIERARCHY")
+  summary = json.loads(proc.stdout)
+  assert summary["t2m"]["frames"] == joints.shape[0]
+  proc = _run_no_jax(f"--model={setup['dir']}", f"--motion={tmp_path / 'walk_features.npy'}", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  assert isinstance(json.loads(proc.stdout)["caption"]["caption"], str)
+  # Bad input: one clear line, no traceback.
+  proc = _run_no_jax(f"--model={setup['dir']}", f"--motion={tmp_path / 'walk.npy'}", cwd=tmp_path)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert "the export's VAE reads hml263 features [T, 263]" in proc.stderr
+  proc = _run_no_jax(f"--model={tmp_path}", "--prompt=x", cwd=tmp_path)
+  assert proc.returncode == 2 and "is not an exported LLaMo folder" in proc.stderr
