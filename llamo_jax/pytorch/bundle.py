@@ -14,7 +14,6 @@ import pathlib
 from typing import Any, Sequence
 
 import numpy as np
-import safetensors.torch
 
 from llamo_jax.pytorch import layout
 from llamo_jax.pytorch import model as model_lib
@@ -22,6 +21,7 @@ from llamo_jax.pytorch import motion as motion_lib
 from llamo_jax.pytorch import sampling
 from llamo_jax.pytorch import tokenizer as tokenizer_lib
 from llamo_jax.pytorch import vae as vae_lib
+from llamo_jax.pytorch._torch import safetensors_torch
 from llamo_jax.pytorch._torch import torch
 
 
@@ -29,7 +29,7 @@ def _load_state(module: torch.nn.Module, path: pathlib.Path, skip_prefix: str | 
   """Loads safetensors `path` into `module` (strict: names and shapes); returns the skipped tensors."""
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found: re-export with python -m llamo_jax.export --format=pytorch.")
-  tensors = safetensors.torch.load_file(str(path))
+  tensors = safetensors_torch.load_file(str(path))
   skipped = {k: v for k, v in tensors.items() if skip_prefix and k.startswith(skip_prefix)}
   tensors = {k: v.float() for k, v in tensors.items() if k not in skipped}
   expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}

@@ -29,6 +29,7 @@ from llamo_jax.pytorch import bundle as bundle_lib
 from llamo_jax.pytorch import model as torch_model
 from llamo_jax.pytorch import motion as torch_motion
 from llamo_jax.pytorch import sampling as torch_sampling
+from helpers import run_without_jax
 
 TINY = presets.get_preset("tiny")  # GQA 4/2 heads, Llama-3 rope scaling, untied head
 CFG = LLaMoConfig(llama=TINY, latent_dim=4, flow_width=32, flow_depth=2)
@@ -234,20 +235,8 @@ def test_bvh_matches_the_jax_writer(setup, tmp_path):
   np.testing.assert_allclose(got.values, want.values, atol=1e-3)
 
 
-# Runs a program with jax, jaxlib and flax unimportable (an `import jax` raises ImportError).
-NO_JAX = ("import runpy, sys\n"
-          "for name in ('jax', 'jaxlib', 'flax', 'optax', 'orbax'): sys.modules[name] = None\n"
-          "sys.argv = ['torch_generate'] + sys.argv[1:]\n"
-          "runpy.run_module('llamo_jax.torch_generate', run_name='__main__')\n")
-
-
 def _run_no_jax(*args, cwd):
-  import subprocess  # pylint: disable=g-import-not-at-top  (these tests only)
-  import sys  # pylint: disable=g-import-not-at-top  (these tests only)
-  import pathlib  # pylint: disable=g-import-not-at-top  (these tests only)
-  repo = pathlib.Path(__file__).resolve().parents[2]
-  return subprocess.run([sys.executable, "-c", NO_JAX, *args], capture_output=True, text=True,
-                        timeout=300, cwd=cwd, env={"PYTHONPATH": str(repo), "PATH": "/usr/bin:/bin"})
+  return run_without_jax("llamo_jax.torch_generate", *args, cwd=cwd)
 
 
 def test_torch_generate_runs_without_jax(setup, tmp_path):
