@@ -48,8 +48,18 @@ class Tokenizer:
       ids = [self.bos_id] + ids
     return ids
 
+  @property
+  def vocab_size(self) -> int:
+    if self.backend == "sentencepiece":
+      return self._model.get_piece_size()
+    return self._model.get_vocab_size(with_added_tokens=True)
+
   def decode(self, ids: Sequence[int]) -> str:
     ids = [int(i) for i in ids]
+    bad = [i for i in ids if not 0 <= i < self.vocab_size]
+    if bad:
+      raise ValueError(f"ids {bad[:5]} are outside the tokenizer's vocabulary [0, {self.vocab_size}); "
+                       "the model's vocabulary is larger than its tokenizer's.")
     if self.backend == "sentencepiece":
       return self._model.decode(ids)
     drop = {self.bos_id, self.eos_id, self.pad_id} - {None}
