@@ -53,7 +53,7 @@ def _random_module(make, seed, scale):
   state = nnx.state(module, nnx.Param)
   flat = state.flat_state()
   rng = np.random.default_rng(seed)
-  values = {path: (path[-1] == "scale") + scale * rng.standard_normal(v.value.shape).astype(np.float32)
+  values = {path: (path[-1] == "scale") + scale * rng.standard_normal(v.get_value().shape).astype(np.float32)
             for path, v in flat}
   nnx.update(module, nnx.State.from_flat_path({p: jnp.asarray(v, jnp.float32) for p, v in values.items()}))
   return module
