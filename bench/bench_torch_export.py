@@ -148,8 +148,8 @@ def main(argv):
           out.append(time.perf_counter() - start)
       frames = 4 * _LATENTS.value * batch
       fj, ft = frames / statistics.median(gj), frames / statistics.median(gt)
-      rows.append(f"| {name} (L={layers}) | generation, batch {batch} | {fj:.0f} frames/s "
-                  f"({fj / batch:.0f} per stream) | {ft:.0f} frames/s ({ft / batch:.0f} per stream) "
+      rows.append(f"| {name} (L={layers}) | generation, batch {batch} | {fj:.1f} frames/s "
+                  f"({fj / batch:.1f} per stream) | {ft:.1f} frames/s ({ft / batch:.1f} per stream) "
                   f"| {fj / ft:.2f}x |")
       print(rows[-1], flush=True)
   intro = (f"`python bench/bench_torch_export.py --presets={','.join(_PRESETS.value)} "
