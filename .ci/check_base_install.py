@@ -22,8 +22,17 @@ import sys
 import traceback
 
 PACKAGES = ("llamo_jax", "data_pipelines")
-# module -> the extra it needs (documented in its docstring and README); none today.
-EXTRA_ONLY: dict[str, str] = {}
+# module -> the extra it needs (documented in its docstring and README).
+EXTRA_ONLY: dict[str, str] = {
+    # The PyTorch side of the export (llamo_jax/pytorch/__init__.py); layout, motion and
+    # tokenizer there import without torch, so the JAX exporter can use layout.
+    "llamo_jax.pytorch._torch": "torch",
+    "llamo_jax.pytorch.bundle": "torch",
+    "llamo_jax.pytorch.model": "torch",
+    "llamo_jax.pytorch.sampling": "torch",
+    "llamo_jax.pytorch.vae": "torch",
+    "llamo_jax.torch_generate": "torch",
+}
 
 
 def modules() -> list[str]:

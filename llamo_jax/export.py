@@ -1,13 +1,21 @@
-r"""Exports a llamo_jax pretrained dir to another framework's format.
+r"""Exports a llamo_jax model to another framework's format.
 
-  python -m llamo_jax.export --checkpoint=DIR --format=hf --out=OUT
+  python -m llamo_jax.export --checkpoint=PRETRAINED_DIR --format=hf --out=OUT
+  python -m llamo_jax.export --checkpoint=LLAMO_RUN --format=pytorch --out=OUT
 
 Formats:
-  hf  a transformers LlamaForCausalLM folder: config.json (transformers 5,
-      rope in `rope_parameters`), generation_config.json, model.safetensors
-      and the tokenizer files (tokenizer.json or tokenizer.model +
-      tokenizer_config.json), loadable with AutoModelForCausalLM and
-      AutoTokenizer.from_pretrained(OUT).
+  hf       the text model of a pretrained dir (python -m llamo_jax.import_llm, or an LM
+           run's export) as a transformers LlamaForCausalLM folder: config.json
+           (transformers 5, rope in `rope_parameters`), generation_config.json,
+           model.safetensors and the tokenizer files (tokenizer.json or tokenizer.model +
+           tokenizer_config.json), loadable with AutoModelForCausalLM and
+           AutoTokenizer.from_pretrained(OUT).
+  pytorch  a whole LLaMo training run (its latest checkpoint): text and motion experts,
+           [BOM]/[EOM], adapter, flow head, exit head, its motion VAE (encoder and
+           decoder), the latent and feature statistics, the tokenizer and the sampling
+           settings, as llamo_jax/pytorch/layout.py describes. `llamo_jax.pytorch.bundle.load(OUT)`
+           runs it without JAX; `python -m llamo_jax.torch_generate --model=OUT` samples
+           and captions from the command line.
 
 OUT must not exist or be empty; it is written to a temporary folder and
 renamed at the end.
@@ -26,10 +34,14 @@ from absl import flags
 from absl import logging
 import jax
 
+from llamo_jax import tasks
 from llamo_jax.convert import pretrained
 from llamo_jax.convert import hf as hf_lib
+from llamo_jax.convert import torch_export
 from llamo_jax.data.tokenizer import Tokenizer
+from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models.llama import LlamaConfig
+from llamo_jax.training import runs
 
 def _write_hf_tokenizer(tokenizer: Tokenizer, cfg: LlamaConfig, out: pathlib.Path) -> None:
   """tokenizer.json / tokenizer.model + tokenizer_config.json for AutoTokenizer."""
@@ -68,14 +80,43 @@ def export_hf(checkpoint: str | pathlib.Path, out: pathlib.Path) -> None:
   _write_hf_tokenizer(tokenizer, cfg, out)
 
 
-FORMATS: dict[str, Callable[[str | pathlib.Path, pathlib.Path], None]] = {"hf": export_hf}
+def _check_llamo_run(checkpoint: str | pathlib.Path):
+  """The run config of a LLaMo run whose VAE run exists; one clear error otherwise."""
+  config = runs.load_run_config(checkpoint, task="llamo")
+  vae_workdir = config.get("vae", {}).get("workdir", "")
+  if not vae_workdir or not (pathlib.Path(vae_workdir) / "config.json").is_file():
+    raise FileNotFoundError(f"{checkpoint} was trained on the motion VAE run config.vae.workdir="
+                            f"{vae_workdir!r}, which is not a training workdir (no config.json); "
+                            "the export needs that VAE: restore it there.")
+  runs.load_run_config(vae_workdir, task="motion_vae")
+  return config
+
+
+def export_pytorch(checkpoint: str | pathlib.Path, out: pathlib.Path) -> None:
+  """Writes the latest checkpoint of the LLaMo run `checkpoint` (and its VAE) for llamo_jax.pytorch."""
+  config = _check_llamo_run(checkpoint)
+  task, model, step = tasks.restore_for_eval(config, checkpoint)
+  model = llamo_lib.for_inference(model)
+  rep = task.representation
+  torch_export.write_export(
+      out, model, task.vae, task.tokenizer, representation=rep.name, fps=rep.fps,
+      feature_mean=task.vae_task.mean, feature_std=task.vae_task.std, latent_mean=task.latent_mean,
+      latent_std=task.latent_std, sampling=config.sampling.to_dict(),
+      source=f"{pathlib.Path(checkpoint).absolute()} step {step}")
+
+
+FORMATS: dict[str, Callable[[str | pathlib.Path, pathlib.Path], None]] = {
+    "hf": export_hf, "pytorch": export_pytorch}
+# Checks that the source is what the format reads, before anything is written.
+SOURCE_CHECKS: dict[str, Callable[[str | pathlib.Path], object]] = {
+    "hf": pretrained.read_config, "pytorch": _check_llamo_run}
 
 
 def export(checkpoint: str | pathlib.Path, fmt: str, out: str | pathlib.Path) -> pathlib.Path:
   """Exports `checkpoint` in format `fmt` (a key of FORMATS) to the new directory `out`."""
   if fmt not in FORMATS:
     raise ValueError(f"Unknown export format {fmt!r}; known formats: {sorted(FORMATS)}.")
-  pretrained.read_config(checkpoint)  # fail early on a non-pretrained dir
+  SOURCE_CHECKS[fmt](checkpoint)  # fail early on a source of the wrong kind
   out = pathlib.Path(out).absolute()
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise FileExistsError(f"--out={out} exists and is not an empty directory; choose a new one.")
@@ -95,7 +136,8 @@ def export(checkpoint: str | pathlib.Path, fmt: str, out: str | pathlib.Path) ->
 
 def define_flags() -> None:
   """The CLI flags (defined only when run as a program, so modules can share names)."""
-  flags.DEFINE_string("checkpoint", None, "llamo_jax pretrained directory.", required=True)
+  flags.DEFINE_string("checkpoint", None, "hf: a llamo_jax pretrained directory; pytorch: a LLaMo "
+                      "training workdir (its latest checkpoint).", required=True)
   flags.DEFINE_string("format", "hf", f"Export format; one of: {', '.join(sorted(FORMATS))}.")
   flags.DEFINE_string("out", None, "Output directory (must not exist or be empty).", required=True)
 

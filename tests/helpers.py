@@ -46,3 +46,19 @@ def scalars(workdir: pathlib.Path, tag: str) -> dict[int, float]:
 def tags(workdir: pathlib.Path) -> set[str]:
   """Every tag written to the workdir's TensorBoard logs."""
   return {t for acc in _accumulators(workdir) for kind in ("tensors", "images") for t in acc.Tags().get(kind, [])}
+
+
+# Runs a program with jax (and the libraries built on it) unimportable: `import jax` raises ImportError.
+_NO_JAX = ("import runpy, sys\n"
+           "for name in ('jax', 'jaxlib', 'flax', 'optax', 'orbax'): sys.modules[name] = None\n"
+           "module = sys.argv[1]\n"
+           "sys.argv = [module] + sys.argv[2:]\n"
+           "runpy.run_module(module, run_name='__main__')\n")
+
+
+def run_without_jax(module: str, *args: str, cwd: pathlib.Path):
+  """`python -m module args` in a subprocess where jax/flax cannot be imported (CompletedProcess)."""
+  import subprocess  # pylint: disable=g-import-not-at-top  (only the tests that spawn need it)
+  import sys  # pylint: disable=g-import-not-at-top  (only the tests that spawn need it)
+  return subprocess.run([sys.executable, "-c", _NO_JAX, module, *args], capture_output=True, text=True,
+                        timeout=600, cwd=cwd, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})

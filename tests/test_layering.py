@@ -2,7 +2,7 @@
 
 Layers, bottom to top (docs/design.md, Layers); a module may import its own layer and
 the ones below it, never one above:
-  core < motion < synthetic < data < models < convert < generation < eval < training < tasks
+  pytorch < core < motion < synthetic < data < models < convert < generation < eval < training < tasks
   < programs (the top-level modules of llamo_jax, and data_pipelines)
 Every import counts, also one inside a function. Within a layer, modules must not import
 each other in a cycle. An import inside a function is allowed only to defer start-up cost
@@ -11,11 +11,12 @@ or order (e.g. matplotlib, jax before the device count is set) and must say so:
 """
 import ast
 import pathlib
+import sys
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-LAYERS = ("core", "motion", "synthetic", "data", "models", "convert", "generation", "eval", "training", "tasks")
+LAYERS = ("pytorch", "core", "motion", "synthetic", "data", "models", "convert", "generation", "eval", "training", "tasks")
 PROGRAMS = len(LAYERS)
 
 
@@ -131,3 +132,41 @@ def test_the_checker_catches_a_violation(tmp_path, monkeypatch):
   monkeypatch.setitem(MODULES, "llamo_jax.models.bad", bad)
   with pytest.raises(AssertionError, match="a layer above it"):
     test_imports_run_down_the_layers("llamo_jax.models.bad")
+
+
+# The PyTorch side runs where JAX is not installed: llamo_jax/pytorch and its program import
+# only these (plus the standard library), and of our modules only llamo_jax.pytorch.*.
+TORCH_SIDE_ALLOWED = {"torch", "numpy", "safetensors", "sentencepiece", "tokenizers"}
+TORCH_SIDE = [m for m in MODULES if m.startswith("llamo_jax.pytorch") or m == "llamo_jax.torch_generate"]
+
+
+def _third_party_imports(module: str) -> list[tuple[str, int]]:
+  out = []
+  for node in ast.walk(ast.parse(MODULES[module].read_text())):
+    if isinstance(node, ast.Import):
+      out += [(a.name, node.lineno) for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+      out.append((node.module, node.lineno))
+  return out
+
+
+@pytest.mark.parametrize("module", TORCH_SIDE)
+def test_torch_side_never_imports_jax(module):
+  for name, line in _third_party_imports(module):
+    top = name.split(".")[0]
+    if top == "llamo_jax":
+      assert name.startswith("llamo_jax.pytorch"), (
+          f"{module} (line {line}) imports {name}: the PyTorch side may import only llamo_jax.pytorch.*, "
+          "so it runs without JAX.")
+    else:
+      assert top in TORCH_SIDE_ALLOWED or top in sys.stdlib_module_names or top == "__future__", (
+          f"{module} (line {line}) imports {name}; the PyTorch side imports only "
+          f"{sorted(TORCH_SIDE_ALLOWED)} and the standard library.")
+
+
+def test_torch_side_checker_catches_jax(tmp_path, monkeypatch):
+  bad = tmp_path / "bad.py"
+  bad.write_text("import jax.numpy as jnp\n")
+  monkeypatch.setitem(MODULES, "llamo_jax.pytorch.bad", bad)
+  with pytest.raises(AssertionError, match="imports jax.numpy"):
+    test_torch_side_never_imports_jax("llamo_jax.pytorch.bad")

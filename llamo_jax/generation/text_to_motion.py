@@ -84,14 +84,25 @@ class MotionState(NamedTuple):
   count: jax.Array
 
 
+def _noise(keys: jax.Array, count: jax.Array, latent_dim: int) -> jax.Array:
+  """The standard-normal start [B,C] of latent number `count` of each sequence."""
+  step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, count)
+  return jax.vmap(lambda k: jax.random.normal(k, (latent_dim,)))(step_keys)
+
+
+def sampling_noise(rng: jax.Array, batch: int, max_latents: int, latent_dim: int) -> np.ndarray:
+  """The noise `generate_motion(..., rng)` starts every latent from, before the temperature:
+  [B,max_latents,C] float32 (what llamo_jax.pytorch's sampler takes to reproduce a sample)."""
+  keys = sequence_keys(rng, batch)
+  return np.stack([np.asarray(_noise(keys, jnp.int32(k), latent_dim)) for k in range(max_latents)], 1)
+
+
 def _sample(model: llamo_lib.LLaMo, h: jax.Array, keys: jax.Array, count: jax.Array,
             knobs: _Knobs, static: _Static) -> jax.Array:
   """Latent number `count` [B,C] from h [B,D] (or [2B,D] cond|uncond with CFG)."""
   b = keys.shape[0]
   h = h.astype(jnp.float32)
-  c = model.config.latent_dim
-  step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys, count)
-  x0 = knobs.temperature * jax.vmap(lambda k: jax.random.normal(k, (c,)))(step_keys)
+  x0 = knobs.temperature * _noise(keys, count, model.config.latent_dim)
   return flow_lib.integrate_head(model.flow_head, h[:b], x0, h_uncond=h[b:] if static.guided else None,
                                  cfg_scale=knobs.cfg_scale, steps=static.flow_steps, method=static.method)
 

@@ -229,7 +229,7 @@ def test_load_pretrained_into_mesh_matches_unsharded(tiny_pretrained):
 
 
 def test_export_rejects_unknown_format_and_used_out(tiny_pretrained, tmp_path):
-  with pytest.raises(ValueError, match=r"Unknown export format 'onnx'; known formats: \['hf'\]"):
+  with pytest.raises(ValueError, match=r"Unknown export format 'onnx'; known formats: \['hf', 'pytorch'\]"):
     export_lib.export(tiny_pretrained, "onnx", tmp_path / "x")
   (tmp_path / "used").mkdir()
   (tmp_path / "used" / "f").write_text("x")

@@ -21,9 +21,10 @@ import pytest
 from llamo_jax.training import checkpoints
 from llamo_jax.convert import pretrained
 from llamo_jax import tasks
+from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.tasks import llamo as llamo_task
 from llamo_jax.training import runs
-from helpers import load_config, override, scalars, tags
+from helpers import load_config, override, run_without_jax, scalars, tags
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS = {"align": 2, "joint": 2, "anneal": 2}
@@ -177,3 +178,29 @@ def test_caption_use_measures_what_dropping_the_caption_changes(demo):
   dropped = llamo_task._caption_use(model, batch, cond_mask, task.bom)
   assert float(dropped["t2m_first_flow_loss_nocaption"]) != float(dropped["t2m_first_flow_loss"])
   assert float(dropped["t2m_first_flow_loss"]) == float(same["t2m_first_flow_loss"])
+
+
+def test_pytorch_export_of_the_run_matches_and_runs_without_jax(demo, tmp_path):
+  """export --format=pytorch of the demo's LLaMo: the PyTorch model gives the restored JAX model's
+  logits, and torch_generate samples from it with jax unimportable."""
+  torch = pytest.importorskip("torch", reason='the PyTorch export needs the torch extra: pip install -e ".[torch]"')
+  from llamo_jax import export as export_lib  # pylint: disable=g-import-not-at-top  (a program; this test only)
+  from llamo_jax.pytorch import bundle as bundle_lib  # pylint: disable=g-import-not-at-top  (torch extra)
+  out = export_lib.export(demo["workdir"] / "llamo", "pytorch", tmp_path / "torch")
+  bundle = bundle_lib.load(out)
+  _, model, _ = tasks.restore_for_eval(llamo_config(demo), demo["workdir"] / "llamo")
+  tokens = np.asarray([bundle.t2m_prompt("a person walks forward.")], np.int32)
+  zeros = np.zeros(tokens.shape, np.int32)
+  latents = np.zeros(tokens.shape + (bundle.model.config.latent_dim,), np.float32)
+  logits, _, _ = llamo_lib.for_inference(model)(jnp.asarray(tokens), jnp.asarray(latents),
+                                                          jnp.asarray(zeros))
+  with torch.no_grad():
+    t_logits, _, _ = bundle.model(torch.as_tensor(tokens).long(), torch.as_tensor(latents),
+                                  torch.as_tensor(zeros).long())
+  np.testing.assert_allclose(t_logits.numpy(), np.asarray(logits), atol=1e-4, rtol=0)
+  proc = run_without_jax("llamo_jax.torch_generate", f"--model={out}", "--prompt=a person jumps.",
+                         f"--out={tmp_path / 'jump.npy'}", cwd=tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  joints = np.load(tmp_path / "jump.npy")
+  assert joints.ndim == 3 and joints.shape[1:] == (22, 3) and np.isfinite(joints).all()
+  # (Captioning from the command line without jax: tests/pytorch/test_parity.py.)
