@@ -66,10 +66,11 @@ class Evaluator(Protocol):
 
 @dataclasses.dataclass(frozen=True)
 class EvalClip:
-  """One evaluated clip: raw features [T, C] and its captions (at least one)."""
+  """One evaluated clip: raw features [T, C], its captions (at least one), its attribute record (JSON)."""
   clip_id: str
   features: np.ndarray
   captions: tuple[str, ...]
+  attributes: str = "{}"
 
 
 @dataclasses.dataclass
@@ -100,7 +101,7 @@ def read_folder(root: str | pathlib.Path, representation: str, split: str, skips
   if ids is None:
     ids = source.split_ids(split)
   report = sources.SkipReport()
-  clips = [EvalClip(c.clip_id, c.features, c.captions)
+  clips = [EvalClip(c.clip_id, c.features, c.captions, c.attributes)
            for sid in ids for c in source.read_clips(sid, split, report)]
   for d in report.details:
     skips.skip(d["id"], d["reason"], d["detail"])
