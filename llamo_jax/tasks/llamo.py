@@ -201,7 +201,10 @@ class LLaMoTask(task_lib.Task):
       if evaluator.representation != self.representation.name:
         raise ValueError(f"config.t2m_eval.evaluator={cfg.evaluator} reads {evaluator.representation}, this "
                          f"LLaMo's VAE {self.representation.name}: use an evaluator of {self.representation.name}.")
-      reference = cfg.get("reference", "") or self.vae_config.data.corpus.dir
+      reference = cfg.get("reference", "") or self.vae_config.data.get("corpus", {}).get("dir", "")
+      if not reference:
+        raise ValueError("config.t2m_eval.reference is empty and the VAE run names no corpus folder "
+                         "(data.corpus.dir): set config.t2m_eval.reference to a HumanML3D-layout folder.")
       clips = t2m_protocol.read_folder(reference, self.representation.name, cfg.get("split", "val"),
                                        t2m_protocol.Skips(), min_len=40)
       clips = t2m_protocol.select_clips(clips, evaluator, "none", t2m_protocol.Skips(), "reference")
