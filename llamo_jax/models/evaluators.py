@@ -15,7 +15,7 @@ layer, so the released PyTorch weights load into it (`llamo_jax.import_evaluator
   the model (`word_table`): GloVe for the released weights, learned for ours.
 
 `TMREvaluator` is TMR-style (Petrovich et al., ICCV 2023) without the VAE branch: a
-transformer over [CLS, motion frames] and one over [CLS, words], CLS -> Linear -> L2-normalised
+transformer over [CLS, motion patches of 4 frames] and one over [CLS, words], CLS -> Linear -> L2-normalised
 [B, E], compared by cosine similarity; trained with a symmetric InfoNCE.
 
 Shapes: B batch, T frames, L words, D feature dims, H GRU hidden, E embedding.
@@ -102,14 +102,18 @@ class GRU(nnx.Module):
     xi = x @ self.kernel_i[...] + self.bias_i[...]  # all input projections at once: [B, T, 3H]
     kernel_h, bias_h = self.kernel_h[...], self.bias_h[...]
 
-    def step(h, inputs):
-      x_t, valid_t = inputs
+    def update(h, x_t, valid_t):
       xr, xz, xn = jnp.split(x_t, 3, axis=-1)
       hr, hz, hn = jnp.split(h @ kernel_h + bias_h, 3, axis=-1)
       r = jax.nn.sigmoid(xr + hr)
       z = jax.nn.sigmoid(xz + hz)
       n = jnp.tanh(xn + r * hn)
-      return jnp.where(valid_t[:, None], (1.0 - z) * n + z * h, h), None
+      return jnp.where(valid_t[:, None], (1.0 - z) * n + z * h, h)
+
+    def step(h, inputs):
+      x_t, valid_t = inputs
+      # Once every sequence of the batch has ended, skip the matmul (padded batches of short clips).
+      return jax.lax.cond(jnp.any(valid_t), update, lambda h, *_: h, h, x_t, valid_t), None
 
     h, _ = jax.lax.scan(step, h0, (xi.swapaxes(0, 1), valid.T))
     return h
@@ -202,13 +206,14 @@ class GuoEvaluator(nnx.Module):
     return self.text_encoder(inputs, lengths)
 
 
-def guo_contrastive_loss(text: jax.Array, motion: jax.Array, shift: jax.Array, margin: float
+def guo_contrastive_loss(text: jax.Array, motion: jax.Array, shifts: jax.Array, margin: float
                          ) -> tuple[jax.Array, dict[str, jax.Array]]:
-  """The released evaluator's loss: matched pairs pulled together (d^2), pairs with the motions
-  rolled by `shift` (1..B-1) pushed past `margin` (max(0, margin - d)^2); [B, E] each."""
+  """The released evaluator's loss on [B, E] embeddings: matched pairs pulled together (d^2), and
+  the motions rolled by each of `shifts` (ints in 1..B-1; the release draws one per step) pushed
+  past `margin` (max(0, margin - d)^2), averaged over the shifts."""
   dist = lambda a, b: jnp.sqrt(jnp.sum(jnp.square(a - b + 1e-6), axis=-1))  # F.pairwise_distance
   d_pos = dist(text, motion)
-  d_neg = dist(text, jnp.roll(motion, -shift, axis=0))
+  d_neg = jax.vmap(lambda s: dist(text, jnp.roll(motion, -s, axis=0)))(shifts)  # [S, B]
   loss_pos = jnp.mean(jnp.square(d_pos))
   loss_neg = jnp.mean(jnp.square(jnp.maximum(margin - d_neg, 0.0)))
   return loss_pos + loss_neg, {"loss_pos": loss_pos, "loss_neg": loss_neg,
@@ -230,8 +235,9 @@ class TMRConfig(config_dataclass.FromDict):
   mlp_dim: int = 1024
   embed_dim: int = 256
   dropout: float = 0.1
-  max_frames: int = 200
+  max_frames: int = 196
   max_words: int = 64
+  frames_per_token: int = 4    # motion tokens are patches of this many frames (4: guo's unit length)
 
 
 class TransformerEncoder(nnx.Module):
@@ -291,13 +297,17 @@ class TMREvaluator(nnx.Module):
     if config.text_feature_dim <= 0:
       self.word_table = _param(0.02 * jax.random.normal(rngs.params(), (config.vocab_size, config.width),
                                                         jnp.float32))
-    self.motion_encoder = TransformerEncoder(config.input_dim, config, config.max_frames, rngs=rngs)
+    p = config.frames_per_token
+    self.motion_encoder = TransformerEncoder(config.input_dim * p, config, -(-config.max_frames // p), rngs=rngs)
     self.text_encoder = TransformerEncoder(text_in, config, config.max_words, rngs=rngs)
 
   def encode_motion(self, features: jax.Array, lengths: jax.Array, dropout_key: jax.Array | None = None
                     ) -> jax.Array:
-    """Normalised features [B, T, D], lengths [B] -> [B, E] unit vectors."""
-    return self.motion_encoder(features, lengths, dropout_key)
+    """Normalised features [B, T, D] (zero past each length), lengths [B] -> [B, E] unit vectors."""
+    b, t, d = features.shape
+    p = self.config.frames_per_token
+    features = jnp.pad(features, ((0, 0), (0, -t % p), (0, 0))).reshape(b, -(-t // p), p * d)
+    return self.motion_encoder(features, -(-lengths // p), dropout_key)
 
   def encode_text(self, words: jax.Array, lengths: jax.Array, dropout_key: jax.Array | None = None
                   ) -> jax.Array:

@@ -102,7 +102,7 @@ def tag_caption(text: str) -> list[tuple[str, str]]:
       lemma, pos = captions_lib.tag(word).rsplit("/", 1)
     except KeyError:
       if not word.isalpha():
-        continue  # HumanML3D keeps alphabetic tokens only
+        continue
       lemma, pos = word, _CLOSED.get(word, "ADV" if word.endswith("ly") else "NOUN")
       if pos == "NOUN" and word.endswith("ing") and len(word) > 5:
         lemma, pos = word[:-3], "VERB"
@@ -298,44 +298,26 @@ class EvaluatorTask(task_lib.Task):
     text = _encode_text(model, batch, text_key)
     motion = _encode_motion(model, batch["features"], batch["length"], motion_key)
     if self.kind == "guo":
-      shift = jax.random.randint(shift_key, (), 1, text.shape[0])
-      return models.guo_contrastive_loss(text, motion, shift, float(self.config.loss.margin))
+      b, n = text.shape[0], int(self.config.loss.get("num_negatives", 1))
+      if n >= b - 1:  # every other motion of the batch
+        shifts = jnp.arange(1, b)
+      else:
+        shifts = jax.random.randint(shift_key, (n,), 1, b)
+      return models.guo_contrastive_loss(text, motion, shifts, float(self.config.loss.margin))
     same = near_duplicates(batch["bag"], float(self.config.loss.duplicate_threshold))
     return models.infonce_loss(text, motion, same, float(self.config.loss.temperature))
 
   def units_per_batch(self, batch):
     return "clips", float(batch["length"].shape[0])
 
-  def embed_split(self, model: nnx.Module, split: str, max_clips: int | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """(text, motion) embeddings [N, E] of one pass over `split` (whole clips up to 196 frames,
-    one caption per clip drawn with a fixed seed)."""
-    cfg = self.config.copy_and_resolve_references()
-    with cfg.unlocked():
-      cfg.data.shuffle = False
-      cfg.data.random_length = False
-    loader = motion_pipeline.make_motion_loader(cfg, split, seed=0, process_index=0, process_count=1,
-                                                num_epochs=1)
-    texts, motions, n = [], [], 0
-    model.eval()
-    for batch in loader:
-      b = len(batch["length"])
-      dev = {k: _pad_rows(v, int(cfg.data.batch_size)) for k, v in self.device_batch(batch).items()}
-      texts.append(np.asarray(_encode_text_jit(model, dev))[:b])
-      motions.append(np.asarray(_encode_motion_jit(model, dev["features"], dev["length"]))[:b])
-      n += b
-      if max_clips is not None and n >= max_clips:
-        break
-    model.train()
-    return np.concatenate(texts)[:max_clips], np.concatenate(motions)[:max_clips]
-
   def evaluate(self, model, step, writer):
-    """R-precision top-1/3 of real motions against their captions on config.eval_split."""
-    texts, motions = self.embed_split(model, self.config.get("eval_split", "val"),
-                                      self.config.get("eval_clips", None))
-    top = r_precision(texts, motions, np.random.default_rng(0))
-    return {"r_precision_top1": float(top[0]), "r_precision_top3": float(top[2]),
-            "matching_dist": float(np.linalg.norm(texts - motions, axis=-1).mean())}
+    """R-precision top-1/3 of real motions against their captions on config.eval_split (whole clips)."""
+    evaluator = Evaluator(self.encoders, model, self.representation.name, self.mean, self.std, str(self.workdir))
+    result = split_r_precision(evaluator, self.config.data.path, self.config.get("eval_split", "val"),
+                               repeats=int(self.config.get("eval_repeats", 5)),
+                               max_clips=self.config.get("eval_clips", None))
+    return {f"r_precision_{k}" if k.startswith("top") else k: v["mean"]
+            for k, v in result.items() if isinstance(v, dict)}
 
 
 def _pad_rows(x: np.ndarray, rows: int) -> np.ndarray:
@@ -363,6 +345,35 @@ def write_meta(meta_dir: pathlib.Path, kind: str, representation: str, model_con
 
 
 # --------------------------------------------------------------------------- use
+
+
+def split_r_precision(evaluator: "Evaluator", records_path: str, split: str, *, repeats: int = 20,
+                      seed: int = 0, max_clips: int | None = None) -> dict[str, Any]:
+  """R-precision of real motions of a records split against their own captions.
+
+  Whole clips (the first 196 frames, cut to a multiple of 4); each repeat draws one caption per
+  clip and shuffles the clips into batches of 32 (the whole split when it has fewer clips).
+  Returns {"top1"|"top2"|"top3": {"mean", "ci95"}, "matching_dist": {...}, "clips": N, "repeats": R}.
+  """
+  source = records.open_dataset(records_path).data_source(split)
+  n = len(source) if max_clips is None else min(len(source), int(max_clips))
+  clips = [records.decode(source[i]) for i in range(n)]
+  motions = evaluator.encode_motions([c["features"] for c in clips])
+  captions = [c["captions"] for c in clips]
+  flat = evaluator.encode_texts([t for caps in captions for t in caps])
+  offsets = np.cumsum([0] + [len(caps) for caps in captions])
+  rng = np.random.default_rng(seed)
+  batch = min(32, n)
+  tops, dists = [], []
+  for _ in range(repeats):
+    pick = np.array([offsets[i] + rng.integers(len(captions[i])) for i in range(n)])
+    texts = flat[pick]
+    tops.append(r_precision(texts, motions, rng, batch_size=batch))
+    dists.append(float(np.linalg.norm(texts - motions, axis=-1).mean()))
+  tops = np.array(tops)
+  ci = lambda x: {"mean": float(np.mean(x)), "ci95": float(1.96 * np.std(x) / np.sqrt(len(x)))}
+  return {"top1": ci(tops[:, 0]), "top2": ci(tops[:, 1]), "top3": ci(tops[:, 2]),
+          "matching_dist": ci(dists), "clips": n, "repeats": repeats}
 
 
 class Evaluator:
