@@ -38,6 +38,9 @@ def main(argv):
   rows = []
   clips = None
   for path in _EVALUATORS.value:
+    ckpts = pathlib.Path(path) / "checkpoints"
+    steps = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit()) if ckpts.is_dir() else []
+    name = f"{path} (step {steps[-1]})" if steps else path
     start = time.perf_counter()
     ev = evaluator_lib.load_evaluator(path)
     load_s = time.perf_counter() - start
@@ -59,7 +62,7 @@ def main(argv):
                              progress=False)
     run_s = time.perf_counter() - start
     t2m = m["t2m"]
-    rows.append(f"| {path} | {m['protocol']['num_clips']} | {load_s:.1f} | {motion_rate:.0f} | {text_rate:.0f} | "
+    rows.append(f"| {name} | {m['protocol']['num_clips']} | {load_s:.1f} | {motion_rate:.0f} | {text_rate:.0f} | "
                 f"{run_s:.1f} | {t2m['r_precision']['top3']['mean']:.3f} ± {t2m['r_precision']['top3']['ci95']:.3f} | "
                 f"{t2m['fid']['mean']:.3f} ± {t2m['fid']['ci95']:.3f} |")
   preds = [c.captions[0] for c in clips if len(c.captions) > 1]
