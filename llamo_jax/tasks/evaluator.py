@@ -34,7 +34,6 @@ from typing import Any, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 from etils import epath
 from flax import nnx
@@ -42,6 +41,7 @@ from flax import nnx
 from llamo_jax.data import pipeline as motion_pipeline
 from llamo_jax.data import prepare
 from llamo_jax.data import records
+from llamo_jax.eval import t2m_metrics
 from llamo_jax.models import evaluators as models
 from llamo_jax.motion import humanml3d
 from llamo_jax.motion import representation as representation_lib
@@ -173,23 +173,6 @@ def motion_input_dims(representation: str, kind: str) -> int:
   if kind == "guo" and representation == "hml263":
     return humanml3d.GROUPS["contacts"].start
   return rep.dim
-
-
-def r_precision(texts: np.ndarray, motions: np.ndarray, rng: np.random.Generator, batch_size: int = 32,
-                k: int = 3) -> np.ndarray:
-  """Top-1..k accuracy [k] of matched pairs (row i with row i) ranked by Euclidean distance
-  within shuffled batches of `batch_size` (the field's R-precision; full batches only)."""
-  order = rng.permutation(len(texts))
-  hits, count = np.zeros(k), 0
-  for start in range(0, len(order) - batch_size + 1, batch_size):
-    idx = order[start:start + batch_size]
-    dist = np.linalg.norm(texts[idx][:, None] - motions[idx][None], axis=-1)
-    rank = (dist < np.diag(dist)[:, None]).sum(1)  # motions strictly nearer than the own one
-    hits += (rank[:, None] < np.arange(1, k + 1)[None]).sum(0)
-    count += batch_size
-  if not count:
-    raise ValueError(f"R-precision needs at least {batch_size} pairs, got {len(texts)}.")
-  return hits / count
 
 
 # --------------------------------------------------------------------------- the model behind both
@@ -363,15 +346,15 @@ def split_r_precision(evaluator: "Evaluator", records_path: str, split: str, *, 
   flat = evaluator.encode_texts([t for caps in captions for t in caps])
   offsets = np.cumsum([0] + [len(caps) for caps in captions])
   rng = np.random.default_rng(seed)
-  batch = min(32, n)
+  batch = min(t2m_metrics.R_PRECISION_BATCH, n)
   tops, dists = [], []
   for _ in range(repeats):
     pick = np.array([offsets[i] + rng.integers(len(captions[i])) for i in range(n)])
-    texts = flat[pick]
-    tops.append(r_precision(texts, motions, rng, batch_size=batch))
-    dists.append(float(np.linalg.norm(texts - motions, axis=-1).mean()))
+    top, mm_dist = t2m_metrics.r_precision_mm_dist(flat[pick], motions, rng, batch_size=batch)
+    tops.append(top)
+    dists.append(mm_dist)
   tops = np.array(tops)
-  ci = lambda x: {"mean": float(np.mean(x)), "ci95": float(1.96 * np.std(x) / np.sqrt(len(x)))}
+  ci = t2m_metrics.mean_ci95
   return {"top1": ci(tops[:, 0]), "top2": ci(tops[:, 1]), "top3": ci(tops[:, 2]),
           "matching_dist": ci(dists), "clips": n, "repeats": repeats}
 
@@ -380,13 +363,14 @@ class Evaluator:
   """A trained or imported evaluator: raw texts and motions -> embeddings (numpy [N, E]).
 
   Attributes: kind ("guo" | "tmr"), representation ("hml263" | "mm272"), unit_length (4),
-  max_motion_length (196), dim (the embedding size), mean / std (the feature statistics).
+  max_motion_length (196), dim (the embedding size), mean / std (the feature statistics), source
+  (the folder), step (the training step of the weights; None when imported).
   """
 
   BATCH = 32
 
   def __init__(self, encoders: _Encoders, model: nnx.Module, representation: str, mean: np.ndarray,
-               std: np.ndarray, source: str):
+               std: np.ndarray, source: str, step: int | None = None):
     self.kind = encoders.kind
     self._encoders = encoders
     self.model = model
@@ -397,6 +381,7 @@ class Evaluator:
     self.mean, self.std = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     self.dim = encoders.model_config.embed_dim
     self.source = source
+    self.step = step  # the training step of the weights (None: imported)
 
   def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
     """Captions (or HumanML3D `word/POS ...` token strings) -> [N, E] float32."""
@@ -470,8 +455,8 @@ def load_evaluator(path: str | pathlib.Path) -> Evaluator:
   if not (path / META_DIR / "meta.json").exists():
     raise FileNotFoundError(f"{path / META_DIR / 'meta.json'} not found: the evaluator run in {path} never "
                             "started; train it first.")
-  task, model, _ = runs.restore(config, epath.Path(path), EvaluatorTask)
-  return Evaluator(task.encoders, model, task.representation.name, task.mean, task.std, str(path))
+  task, model, step = runs.restore(config, epath.Path(path), EvaluatorTask)
+  return Evaluator(task.encoders, model, task.representation.name, task.mean, task.std, str(path), step)
 
 
 def save_params(model: nnx.Module, path: pathlib.Path) -> None:
