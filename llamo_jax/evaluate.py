@@ -150,6 +150,7 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
           "LLaMo": t2m_protocol.evaluate_t2m(evaluator, clips, generated, multimodal=multimodal,
                                              label="LLaMo", **protocol)}
   t2m_out = {"step": step, "split": f.split, "reference": str(reference), "evaluator": f.evaluator,
+             "evaluator_step": getattr(evaluator, "step", None),
              "generation": overrides, "skipped_reference": skips.to_dict(), "rows": {}}
   for name, clip_set in (("Real motion", clips), ("VAE reconstruction", reconstructed), ("LLaMo", generated)):
     metrics = rows[name]
@@ -186,7 +187,8 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
              "captions": [{"clip_id": c.clip_id, "generated": g, "references": list(c.captions)}
                           for c, g in zip(clips, captions)]}
   table = (f"T2M, {f.split} split, {len(clips)} clips, {f.num_repeats} repeats, crop={f.crop}, "
-           f"evaluator {f.evaluator}\n\n" + tables.t2m_table({k: v["t2m"] for k, v in t2m_out["rows"].items()}) +
+           f"evaluator {f.evaluator} (step {t2m_out['evaluator_step']})\n\n" +
+           tables.t2m_table({k: v["t2m"] for k, v in t2m_out["rows"].items()}) +
            f"\nM2T, {len(clips)} clips (x100)\n\n" + tables.m2t_table({"LLaMo": m2t}))
   (workdir / "eval_t2m.json").write_text(json.dumps(t2m_out, indent=2))
   (workdir / "eval_m2t.json").write_text(json.dumps(m2t_out, indent=2))

@@ -100,6 +100,7 @@ def main(argv):
   except (ValueError, FileNotFoundError) as e:
     raise app.UsageError(str(e)) from e
   result["evaluator"] = f.evaluator
+  result["evaluator_step"] = getattr(evaluator, "step", None)
   out.write_text(json.dumps(result, indent=2))
   t2m, skipped = result["t2m"], result["protocol"]["skipped"]
   print(f"{'clips':>16s}  {result['protocol']['num_clips']} (skipped {skipped['total']}: {skipped['by_reason']})")
