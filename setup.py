@@ -29,6 +29,11 @@ INSTALL_REQUIRES = [
     # the recipe starts from an imported LLM, so these are base, not the torch extra.
     "safetensors==0.8.0",
     "gguf==0.19.0",
+    # Evaluation (llamo_jax/eval): caption metrics (coco-caption's BLEU and CIDEr-D, ROUGE-L) and
+    # progress bars of long evaluations.
+    "pycocoevalcap==1.2",
+    "rouge-score==0.1.2",
+    "tqdm==4.70.1",
 ]
 
 # PyTorch side: parity checks against HF transformers and the PyTorch export. torch is

@@ -104,6 +104,10 @@ def get_config(arg=None):
       prompts=PROMPTS, expect=EXPECT, samples_per_prompt=4, num_captions=12, max_latents=40,
       flow_steps=25 if demo else 50, method="euler",
       cfg_scale=2.5, temperature=1.0, exit_threshold=0.5, max_caption_tokens=40))
+  # Optional: a text-motion evaluator (configs/evaluator.py workdir) makes each evaluation log a one-pass
+  # R-precision and FID of `clips` generated motions (tasks/llamo.py); e.g.
+  # --config.t2m_eval.evaluator=/path/to/guo_hml263 (the reference is the VAE run's corpus by default).
+  config.t2m_eval = ml_collections.ConfigDict(dict(evaluator="", clips=64, split="val", reference=""))
   config.log_every = 25 if demo else 100
   config.eval_every = 1550 if demo else 10_000
   config.eval_batches = 2 if demo else 20

@@ -285,15 +285,18 @@ class HumanML3DSource(_FolderSource):
   source_format = "humanml3d"
 
   def __init__(self, root: str | pathlib.Path, representation: str = "hml263", *,
-               min_len: int = 40, fps: float | None = None):
+               min_len: int = 40, fps: float | None = None, features_only: bool = False):
+    """features_only: read features and texts alone (no joints; split files optional), as
+    evaluation does for another system's outputs."""
     super().__init__(root, representation, min_len=min_len, fps=fps)
     rep = representation_lib.get_representation(representation)
     self.feature_dir = self.root / rep.feature_dir
+    self.features_only = features_only
     if not self.feature_dir.is_dir():
       raise FileNotFoundError(f"{self.feature_dir} does not exist: this folder has no "
                               f"{representation} features; pick another --representation or "
                               "regenerate the corpus.")
-    if not self.split_names():
+    if not self.split_names() and not features_only:
       raise FileNotFoundError(f"No split files ({', '.join(s + '.txt' for s in SPLIT_NAMES)}) in "
                               f"{self.root}; a HumanML3D-layout folder lists its IDs per split.")
 
@@ -309,6 +312,11 @@ class HumanML3DSource(_FolderSource):
 
   def _joints_path(self, sid: str) -> pathlib.Path:
     return self.root / "new_joints" / f"{sid}.npy"
+
+  def _read_joints(self, sid: str, num_frames: int, split: str, report: SkipReport) -> np.ndarray | None:
+    if self.features_only:
+      return np.zeros((0, NUM_JOINTS, 3), np.float32)
+    return super()._read_joints(sid, num_frames, split, report)
 
 
 class MotionXSource(_FolderSource):

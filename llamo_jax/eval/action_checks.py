@@ -12,6 +12,13 @@ Text to motion. An expectation is a string "ACTION key=value ...", e.g.
 absolute value), every other key must match exactly. The check suits motions in
 the synthetic corpus's vocabulary (its actions and attribute names).
 
+Attribute accuracy. `segment_expectations(attributes)` turns a clip's attribute record (the
+synthetic corpus's attributes/ID.json) into one expectation per segment (idle skipped):
+recorded counts, sides, directions and seated changes must match; distances and angles must
+reach MAGNITUDE_FRACTION of the recorded value. `attribute_accuracy` checks generated motions
+against them, each segment on the same fraction of the generated clip as in the recorded one,
+and reports accuracy per segment, per clip (every segment passes) and per action.
+
 Motion to text. `named_actions(caption, attributes)` lists, for each action of a
 clip's attribute record (idle excepted), whether the caption names it with one
 of the words the corpus's caption grammar uses for it.
@@ -77,6 +84,73 @@ def check(joints: np.ndarray, fps: float, expect: str) -> dict[str, Any]:
     if not ok:
       failed.append(f"{key}: want {'>= ' if key in _LOWER_BOUNDS else ''}{want}, got {value}")
   return {"ok": not failed, "failed": failed, "measured": got}
+
+
+MAGNITUDE_FRACTION = 0.5  # distances and angles: at least half the recorded value
+_SIDED_COUNTS = ("kick", "punch")
+
+
+def segment_expectations(attributes: str | dict[str, Any]) -> list[tuple[str, float, float]]:
+  """[(expectation, start fraction, end fraction)] for each non-idle segment of an attribute record."""
+  if isinstance(attributes, str):
+    attributes = json.loads(attributes) if attributes else {}
+  total = attributes.get("num_frames") or max((s["end"] for s in attributes.get("segments", [])), default=0)
+  out = []
+  for seg in attributes.get("segments", []):
+    a = seg["action"]
+    if a not in program.ACTION_WEIGHTS or a == "idle":
+      continue
+    spec = []
+    if a in ("walk", "jog", "run"):
+      if seg.get("side"):
+        spec += [f"turn_side={seg['side']}", f"angle={MAGNITUDE_FRACTION * seg['angle']:g}"]
+      else:
+        spec += [f"direction={seg['direction']}", f"distance={MAGNITUDE_FRACTION * seg['distance']:g}"]
+    elif a in ("turn", "spin"):
+      spec += [f"turn_side={seg['side']}", f"angle={MAGNITUDE_FRACTION * seg['angle']:g}"]
+    elif a in ("jump", "squat", "clap") + _SIDED_COUNTS:
+      if a in _SIDED_COUNTS:
+        spec.append(f"side={seg['side']}")
+      if seg.get("count"):
+        spec.append(f"count={seg['count']}")
+    elif a in ("wave", "raise") and seg.get("side"):
+      spec.append(f"side={seg['side']}")
+    elif a in ("sit_down", "stand_up"):
+      spec.append(f"seated_change={'down' if a == 'sit_down' else 'up'}")
+    out.append((" ".join([a] + spec), seg["start"] / total, seg["end"] / total))
+  return out
+
+
+def attribute_accuracy(motions: list[np.ndarray], attributes: list[str | dict[str, Any]], fps: float
+                       ) -> dict[str, Any]:
+  """Generated joints [T_i,22,3] against their clips' attribute records (module docstring).
+
+  Returns {"segments": accuracy, "clips": accuracy, "num_segments", "num_clips",
+  "per_action": {action: {"accuracy", "count"}}}; clips without segments are not counted.
+  """
+  if len(motions) != len(attributes):
+    raise ValueError(f"{len(motions)} motions for {len(attributes)} attribute records.")
+  per_action: dict[str, list[bool]] = {}
+  clips = []
+  for joints, attrs in zip(motions, attributes):
+    expectations = segment_expectations(attrs)
+    if not expectations:
+      continue
+    t = len(joints)
+    results = []
+    for expect, lo, hi in expectations:
+      a, b = int(round(lo * t)), max(int(round(hi * t)), int(round(lo * t)) + 2)
+      window = joints[a:min(b, t)]
+      ok = len(window) >= 2 and check(window, fps, expect)["ok"]
+      per_action.setdefault(expect.split()[0], []).append(ok)
+      results.append(ok)
+    clips.append(all(results))
+  segments = [ok for v in per_action.values() for ok in v]
+  if not segments:
+    return {}
+  return {"segments": float(np.mean(segments)), "clips": float(np.mean(clips)),
+          "num_segments": len(segments), "num_clips": len(clips),
+          "per_action": {a: {"accuracy": float(np.mean(v)), "count": len(v)} for a, v in sorted(per_action.items())}}
 
 
 def named_actions(caption: str, attributes: str | dict[str, Any]) -> list[tuple[str, bool]]:

@@ -7,6 +7,11 @@
                  (m/s^3); peak_jerk = max_t j_t, auj (area under jerk) = sum_t j_t / fps.
   foot_skating   fraction of frames where a toe joint (10 or 11) is below 5 cm in this
                  frame and the next and moves horizontally faster than 0.5 m/s.
+  penetration_mm mean over frames of how far the lowest foot joint (ankles 7/8, toes 10/11)
+                 is below the floor (0 for a frame on or above it).
+  floating_mm    mean over frames of how far the lowest foot joint is above floor + 5 cm
+                 (0 within the tolerance); a jump counts too, so compare with the real-motion
+                 value of the same clips.
   mpjpe by frame window (over a set of clips): MPJPE of all frames whose index lies in
                  [a, a + window), the drift curve of a model whose root is integrated
                  from velocities.
@@ -18,6 +23,8 @@ import numpy as np
 from llamo_jax.motion import skeleton
 
 TOES = (skeleton.L_FOOT, skeleton.R_FOOT)
+FEET = (skeleton.L_ANKLE, skeleton.R_ANKLE, skeleton.L_FOOT, skeleton.R_FOOT)
+FLOAT_TOLERANCE = 0.05  # metres above the floor that still count as contact
 
 
 def frame_errors(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -76,6 +83,39 @@ def foot_skating_ratio(joints: np.ndarray, fps: float, height: float = 0.05, spe
   low = (toes[:-1, :, 1] < height) & (toes[1:, :, 1] < height)
   horizontal = np.linalg.norm(np.diff(toes[:, :, [0, 2]], axis=0), axis=-1) * fps
   return float(np.any(low & (horizontal > speed), axis=-1).mean())
+
+
+def lowest_foot_height(joints: np.ndarray) -> np.ndarray:
+  """[T,J,3] -> [T] height of the lowest foot joint (ankles, toes), metres above y=0."""
+  return joints[:, FEET, 1].min(-1)
+
+
+def penetration_mm(joints: np.ndarray) -> float:
+  return float(1000.0 * np.maximum(-lowest_foot_height(joints), 0.0).mean())
+
+
+def floating_mm(joints: np.ndarray, tolerance: float = FLOAT_TOLERANCE) -> float:
+  return float(1000.0 * np.maximum(lowest_foot_height(joints) - tolerance, 0.0).mean())
+
+
+PHYSICAL_METRICS = ("foot_skating", "peak_jerk", "auj", "penetration_mm", "floating_mm")
+
+
+def physical_metrics(joints: np.ndarray, fps: float) -> dict[str, float]:
+  """Plausibility of one motion [T,22,3] without a reference: PHYSICAL_METRICS (module docstring)."""
+  if joints.ndim != 3 or joints.shape[1:] != (skeleton.NUM_JOINTS, 3):
+    raise ValueError(f"physical metrics need joints [T,22,3], got {joints.shape}.")
+  return {"foot_skating": foot_skating_ratio(joints, fps), "peak_jerk": peak_jerk(joints, fps),
+          "auj": area_under_jerk(joints, fps), "penetration_mm": penetration_mm(joints),
+          "floating_mm": floating_mm(joints)}
+
+
+def mean_physical_metrics(motions: list[np.ndarray], fps: float) -> dict[str, float]:
+  """PHYSICAL_METRICS averaged over clips [T_i,22,3] (clips under 4 frames have no jerk: an error)."""
+  if not motions:
+    raise ValueError("physical metrics of no motions.")
+  per_clip = [physical_metrics(j, fps) for j in motions]
+  return {k: float(np.mean([m[k] for m in per_clip])) for k in PHYSICAL_METRICS}
 
 
 def mpjpe_by_window_mm(errors: list[np.ndarray], window: int) -> dict[str, float]:

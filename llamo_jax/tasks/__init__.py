@@ -10,6 +10,7 @@ import ml_collections
 from etils import epath
 from flax import nnx
 
+from llamo_jax.tasks.evaluator import EvaluatorTask
 from llamo_jax.tasks.llamo import LLaMoTask
 from llamo_jax.tasks.lm import LanguageModelTask
 from llamo_jax.tasks.motion_vae import MotionVAETask
@@ -17,7 +18,8 @@ from llamo_jax.training import runs
 from llamo_jax.training import trainer
 from llamo_jax.training.task import Task
 
-TASKS: dict[str, type[Task]] = {"lm": LanguageModelTask, "motion_vae": MotionVAETask, "llamo": LLaMoTask}
+TASKS: dict[str, type[Task]] = {"lm": LanguageModelTask, "motion_vae": MotionVAETask, "llamo": LLaMoTask,
+                             "evaluator": EvaluatorTask}
 
 
 def get_task(config: ml_collections.ConfigDict, workdir: epath.Path, mesh: jax.sharding.Mesh) -> Task:

@@ -13,6 +13,10 @@ Config keys (see configs/llamo.py):
   sampling           prompts, num_captions, max_latents, flow_steps, method, cfg_scale,
                      temperature, exit_threshold, max_caption_tokens
   eval_batches       held-out batches per task for the eval losses
+  t2m_eval           optional {evaluator (an evaluator workdir or imported dir), clips (64), split
+                     ("val"), reference (default: the VAE run's corpus)}: each evaluation also
+                     logs a one-pass R-precision top-1..3 and FID of generated motions (whole
+                     clips, first captions) as eval/t2m_rprecision_topK and eval/t2m_fid
 """
 from __future__ import annotations
 
@@ -34,10 +38,13 @@ from llamo_jax.data import records
 from llamo_jax.data import sequences
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.eval import action_checks
+from llamo_jax.eval import t2m_protocol
 from llamo_jax.generation import captioning
 from llamo_jax.generation import decode
 from llamo_jax.generation import text_to_motion
 from llamo_jax.models import llamo as llamo_lib
+from llamo_jax.models.motion_vae import FRAMES_PER_LATENT
+from llamo_jax.tasks import evaluator as evaluator_lib
 from llamo_jax.tasks import latents as latents_lib
 from llamo_jax.tasks import lm
 from llamo_jax.tasks import motion_vae
@@ -69,6 +76,8 @@ class LLaMoTask(task_lib.Task):
     if cfg.get("sampling", None):  # before any training, not at the first evaluation
       action_checks.check_expectations(list(cfg.sampling.prompts),
                                        list(cfg.sampling.get("expect", ())))
+    if cfg.get("t2m_eval", {}).get("evaluator", "") and int(cfg.t2m_eval.get("clips", 64)) < 32:
+      raise ValueError(f"config.t2m_eval.clips={cfg.t2m_eval.clips}: R-precision ranks among 32 clips; use >= 32.")
     pretrained_dir = cfg.base.pretrained
     if not pretrained_dir:
       raise ValueError("config.base.pretrained is empty: point it at a pretrained dir "
@@ -179,7 +188,32 @@ class LLaMoTask(task_lib.Task):
                                              metrics["t2m_first_flow_loss"] - 1.0)
     if self.config.get("sampling", None) and jax.process_index() == 0:
       metrics.update(self.write_samples(llamo_lib.for_inference(model), step, writer))
+    if self.config.get("t2m_eval", {}).get("evaluator", "") and jax.process_index() == 0:
+      metrics.update(self.evaluator_metrics(llamo_lib.for_inference(model), step))
     return metrics
+
+  def evaluator_metrics(self, model, step: int) -> dict[str, float]:
+    """One-pass R-precision top-1..3 and FID (config.t2m_eval; eval/t2m_protocol.one_pass_t2m) of motions
+    generated with config.sampling for the first captions of the first `clips` clips of the split."""
+    cfg = self.config.t2m_eval
+    if getattr(self, "_t2m_eval", None) is None:
+      evaluator = evaluator_lib.load_evaluator(cfg.evaluator)
+      if evaluator.representation != self.representation.name:
+        raise ValueError(f"config.t2m_eval.evaluator={cfg.evaluator} reads {evaluator.representation}, this "
+                         f"LLaMo's VAE {self.representation.name}: use an evaluator of {self.representation.name}.")
+      reference = cfg.get("reference", "") or self.vae_config.data.get("corpus", {}).get("dir", "")
+      if not reference:
+        raise ValueError("config.t2m_eval.reference is empty and the VAE run names no corpus folder "
+                         "(data.corpus.dir): set config.t2m_eval.reference to a HumanML3D-layout folder.")
+      clips = t2m_protocol.read_folder(reference, self.representation.name, cfg.get("split", "val"),
+                                       t2m_protocol.Skips(), min_len=40)
+      clips = t2m_protocol.select_clips(clips, evaluator, "none", t2m_protocol.Skips(), "reference")
+      self._t2m_eval = evaluator, clips[:int(cfg.get("clips", 64))]
+    evaluator, clips = self._t2m_eval
+    prompts = [c.captions[0] for c in clips]
+    features, _, _ = self.sample_motions(model, prompts, jax.random.key(step))
+    generated = [t2m_protocol.EvalClip(c.clip_id, f, (p,)) for c, p, f in zip(clips, prompts, features)]
+    return {f"t2m_{k}": v for k, v in t2m_protocol.one_pass_t2m(evaluator, clips, generated, seed=step).items()}
 
   def write_samples(self, model, step: int, writer: Any) -> dict[str, float]:
     """T2M for config.sampling.prompts and captions of the first held-out motions.
@@ -251,13 +285,23 @@ class LLaMoTask(task_lib.Task):
 
   def caption_features(self, model, features: np.ndarray) -> str:
     """A greedy caption of one motion, features [T, D] in the VAE's representation (denormalised)."""
-    feats = (np.asarray(features, np.float32) - self.vae_task.mean) / self.vae_task.std
-    z = np.asarray(motion_vae.encode(self.vae, jnp.asarray(feats[None]), jnp.asarray([len(feats)], jnp.int32)))[0]
-    z = (z - self.latent_mean) / self.latent_std
-    ids = captioning.caption_motion(model, z[None], np.array([len(z)], np.int32),
-                                    sequences.m2t_prompt(self.tokenizer, self.bom), eos_id=self.tokenizer.eos_id,
-                                    max_new_tokens=int(self.config.sampling.max_caption_tokens))
-    return self.tokenizer.decode(ids[0])
+    return self.caption_motions(model, [features])[0]
+
+  def caption_motions(self, model, features: list[np.ndarray], max_new_tokens: int | None = None) -> list[str]:
+    """Greedy captions of motions (features [T_i, D], denormalised), batched; the motion is cut to
+    data.max_motion_tokens latents as in training."""
+    feats = [(np.asarray(f, np.float32) - self.vae_task.mean) / self.vae_task.std for f in features]
+    lengths = np.array([len(f) for f in feats], np.int32)
+    batch = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), np.float32)
+    for i, f in enumerate(feats):
+      batch[i, :len(f)] = f
+    z = np.asarray(motion_vae.encode(self.vae, jnp.asarray(batch), jnp.asarray(lengths)))
+    k = np.minimum(-(-lengths // FRAMES_PER_LATENT), int(self.config.data.get("max_motion_tokens", 50)))
+    z = (z[:, :int(k.max())] - self.latent_mean) / self.latent_std
+    ids = captioning.caption_motion(model, z, k.astype(np.int32), sequences.m2t_prompt(self.tokenizer, self.bom),
+                                    eos_id=self.tokenizer.eos_id,
+                                    max_new_tokens=int(max_new_tokens or self.config.sampling.max_caption_tokens))
+    return [self.tokenizer.decode(t) for t in ids]
 
   def caption_heldout(self, model, n: int, *, max_new_tokens: int = 40) -> list[dict[str, Any]]:
     """Greedy captions of the first `n` clips of the latent val split, with references and actions named."""

@@ -82,6 +82,18 @@ class MotionVAETask(task_lib.Task):
       targets.append(self.representation.to_joints(features[i, :n] * self.std + self.mean))
     return preds, targets
 
+  def reconstruct_features(self, model: MotionVAE, features: list[np.ndarray]) -> list[np.ndarray]:
+    """Raw (denormalised) feature clips [T_i, C] -> their reconstructions, raw, [T_i, C] each.
+
+    Clips are zero-padded into one batch; the VAE is causal, so padding after a clip does not
+    change its frames."""
+    lengths = np.array([len(f) for f in features], np.int32)
+    batch = np.zeros((len(features), int(lengths.max()), features[0].shape[1]), np.float32)
+    for i, f in enumerate(features):
+      batch[i, :len(f)] = (np.asarray(f, np.float32) - self.mean) / self.std
+    recon = np.asarray(_reconstruct(model, jnp.asarray(batch), jnp.asarray(lengths)))
+    return [recon[i, :n] * self.std + self.mean for i, n in enumerate(lengths)]
+
   def evaluate_split(self, model: MotionVAE, split: str, *, max_len: int = 196,
                      max_batches: int | None = None) -> tuple[dict[str, float], list[dict[str, float]]]:
     """Reconstruction metrics over a whole split, one pass, clips cropped to `max_len` frames.

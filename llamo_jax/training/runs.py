@@ -25,7 +25,7 @@ from llamo_jax.training.task import Task
 # Config keys that may change between a run and its resumption; anything else
 # that differs (model shapes, task, data) makes the checkpoint incompatible.
 RESUMABLE_CHANGES = ("total_steps", "log_every", "eval_every", "eval_batches", "eval_renders", "checkpoint_every",
-                     "max_checkpoints", "async_checkpoints", "stop_after_steps")
+                     "max_checkpoints", "async_checkpoints", "stop_after_steps", "t2m_eval")
 
 # (config, workdir, mesh) -> the Task: a task class, or a registry lookup.
 TaskFactory = Callable[[ml_collections.ConfigDict, epath.Path, jax.sharding.Mesh], Task]

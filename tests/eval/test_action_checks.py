@@ -72,3 +72,34 @@ def test_check_expectations_fails_fast():
     action_checks.check_expectations(["a"], ["jump", "wave"])
   with pytest.raises(ValueError, match="unknown action 'dance'"):
     action_checks.check_expectations(["a"], ["dance"])
+
+
+@pytest.fixture(scope="module")
+def corpus_clips():
+  """(joints, attribute record) of 30 random multi-segment synthetic clips."""
+  rng = np.random.default_rng(11)
+  out = []
+  for _ in range(30):
+    clip = compose.compose(program.sample_segments(rng, FPS, 40, 196), FPS)
+    out.append((clip.joints, {"num_frames": len(clip.joints), "segments": clip.segments}))
+  return out
+
+
+def test_segment_expectations_follow_the_record():
+  rec = {"num_frames": 100, "segments": [
+      {"action": "turn", "angle": 90.0, "side": "left", "start": 0, "end": 30},
+      {"action": "idle", "start": 30, "end": 40},
+      {"action": "punch", "count": 4, "side": "right", "start": 40, "end": 100}]}
+  assert action_checks.segment_expectations(json.dumps(rec)) == [
+      ("turn turn_side=left angle=45", 0.0, 0.3), ("punch side=right count=4", 0.4, 1.0)]
+
+
+def test_attribute_accuracy_of_real_motions_is_high_and_of_mismatched_low(corpus_clips):
+  joints = [j for j, _ in corpus_clips]
+  records = [r for _, r in corpus_clips]
+  own = action_checks.attribute_accuracy(joints, records, FPS)
+  assert own["segments"] > 0.9 and own["num_clips"] == 30, own
+  assert set(own["per_action"]) <= set(program.ACTION_WEIGHTS) - {"idle"}
+  shifted = action_checks.attribute_accuracy(joints[1:] + joints[:1], records, FPS)
+  assert shifted["segments"] < own["segments"] - 0.3, shifted
+  assert action_checks.attribute_accuracy([joints[0]], [{}], FPS) == {}

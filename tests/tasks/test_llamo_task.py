@@ -10,6 +10,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import types
 
 from flax import nnx
 from flax import traverse_util
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from llamo_jax import evaluate
 from llamo_jax.training import checkpoints
 from llamo_jax.convert import pretrained
 from llamo_jax import tasks
@@ -25,6 +27,7 @@ from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.tasks import llamo as llamo_task
 from llamo_jax.training import runs
 from helpers import load_config, override, run_without_jax, scalars, tags
+from tests.eval.fake_evaluator import FakeEvaluator
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 STEPS = {"align": 2, "joint": 2, "anneal": 2}
@@ -204,3 +207,56 @@ def test_pytorch_export_of_the_run_matches_and_runs_without_jax(demo, tmp_path):
   joints = np.load(tmp_path / "jump.npy")
   assert joints.ndim == 3 and joints.shape[1:] == (22, 3) and np.isfinite(joints).all()
   # (Captioning from the command line without jax: tests/pytorch/test_parity.py.)
+def _doubled_corpus(corpus: pathlib.Path, out: pathlib.Path) -> pathlib.Path:
+  """The smoke corpus's clips twice (48 clips, all in test.txt): R-precision needs 32."""
+  for sub in ("new_joint_vecs", "texts", "attributes"):
+    (out / sub).mkdir(parents=True)
+  ids = []
+  for path in sorted((corpus / "new_joint_vecs").glob("*.npy")):
+    for copy in ("a", "b"):
+      cid = f"{path.stem}{copy}"
+      shutil.copy(path, out / "new_joint_vecs" / f"{cid}.npy")
+      shutil.copy(corpus / "texts" / f"{path.stem}.txt", out / "texts" / f"{cid}.txt")
+      shutil.copy(corpus / "attributes" / f"{path.stem}.json", out / "attributes" / f"{cid}.json")
+      ids.append(cid)
+  (out / "test.txt").write_text("\n".join(ids) + "\n")
+  (out / "corpus.json").write_text(json.dumps({"fps": 20}))
+  return out
+
+
+@pytest.mark.slow  # ~90 s on the shared CPU (restore, generation and captioning compiles); the metrics and the
+# protocol are covered by tests/eval and tests/test_evaluate_motions.py in the default run
+def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkeypatch):
+  """python -m llamo_jax.evaluate --evaluator: rows Real / VAE / LLaMo, M2T, attributes; and the in-training pass."""
+  reference = _doubled_corpus(demo["workdir"] / "corpus", tmp_path / "ref")
+  workdir = demo["workdir"] / "llamo"
+  task, model, step = tasks.restore_for_eval(llamo_config(demo), workdir)
+  flags = types.SimpleNamespace(evaluator="fake", reference=str(reference), split="test", crop="protocol",
+                                num_repeats=2, seed=0, batch_size=48, max_clips=None, max_latents=4,
+                                cfg_scale=None, flow_steps=None, mm_prompts=2, mm_samples=10,
+                                max_caption_tokens=4, bertscore_model=None)
+  out = tmp_path / "run"
+  out.mkdir()
+  evaluate.evaluate_llamo(task, model, step, out, FakeEvaluator(), flags)
+  t2m = json.loads((out / "eval_t2m.json").read_text())
+  assert list(t2m["rows"]) == ["Real motion", "VAE reconstruction", "LLaMo"]
+  real, llamo = t2m["rows"]["Real motion"], t2m["rows"]["LLaMo"]
+  assert real["t2m"]["r_precision"]["top3"]["mean"] > llamo["t2m"]["r_precision"]["top3"]["mean"] - 1e-9
+  assert "multimodality" in llamo["t2m"] and "multimodality" not in real["t2m"]
+  assert real["attributes"]["test"]["segments"] > 0.9 and "per_action" in llamo["attributes"]["test"]
+  assert set(llamo["physical"]) == {"foot_skating", "peak_jerk", "auj", "penetration_mm", "floating_mm"}
+  m2t = json.loads((out / "eval_m2t.json").read_text())
+  assert set(m2t["rows"]["LLaMo"]["m2t"]) == {"bleu1", "bleu4", "rouge_l", "cider"}
+  assert m2t["not_computed"] == {"bertscore": "no --bertscore_model given"} and len(m2t["captions"]) == 48
+  table = (out / "eval_table.md").read_text()
+  assert "| Real motion |" in table and "| LLaMo |" in table and "n/c" in table
+  with pytest.raises(ValueError, match="reads mm272"):
+    evaluate.evaluate_llamo(task, model, step, out, FakeEvaluator("mm272"), flags)
+
+  # In-training evaluation: config.t2m_eval logs a one-pass R-precision and FID.
+  monkeypatch.setattr(llamo_task.evaluator_lib, "load_evaluator", lambda path: FakeEvaluator())
+  task.config = override(task.config, t2m_eval={"evaluator": "fake", "clips": 40, "split": "test",
+                                                "reference": str(reference)})
+  got = task.evaluator_metrics(model, step)
+  assert set(got) == {"t2m_rprecision_top1", "t2m_rprecision_top2", "t2m_rprecision_top3", "t2m_fid"}
+  assert 0.0 <= got["t2m_rprecision_top1"] <= got["t2m_rprecision_top3"] <= 1.0
