@@ -22,9 +22,11 @@ from clu import periodic_actions
 from etils import epath
 from flax import nnx
 
+from llamo_jax.core import hardware
 from llamo_jax.core import sharding
 from llamo_jax.training import checkpoints
 from llamo_jax.training import runs
+from llamo_jax.training.stages import Stage
 from llamo_jax.training.stages import stage_at
 from llamo_jax.training.stages import stage_plan
 from llamo_jax.training.state import abstract_of
@@ -76,6 +78,28 @@ def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransf
     return new_state, metrics
 
   return train_step
+
+
+def compile_train_step(config: ml_collections.ConfigDict, task: Task, stage: Stage, graphdef: nnx.GraphDef,
+                       tx: optax.GradientTransformation, schedule: optax.Schedule, state: Any,
+                       batch: dict[str, Any], mesh: jax.sharding.Mesh, rules: sharding.Rules) -> Any:
+  """The train step of `stage`, jitted with the state's shardings, the batch split over the
+  mesh's batch axes and the state donated, lowered for (state, batch) and compiled.
+
+  `state` and `batch` may be arrays or ShapeDtypeStructs with shardings (train_compile
+  compiles for a TPU topology without weights or data). Checks first that the batch splits
+  over the data-parallel devices (and into config.grad_accum_steps microbatches).
+  Trace it under `sharding.mesh_context(mesh, rules)` so activation hints apply.
+  """
+  accum = int(config.get("grad_accum_steps", 1))
+  sharding.check_global_batch(next(iter(jax.tree.leaves(batch))).shape[0], mesh, rules, accum)
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  step_fn = jax.jit(
+      make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed), stage.start),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh, rules)),
+      out_shardings=(state_shardings, None),
+      donate_argnums=(0,))
+  return step_fn.lower(state, batch).compile()
 
 
 def compiled_flops(compiled: Any) -> float:
@@ -195,7 +219,7 @@ def _run(config, workdir, mesh, rules, task, writer) -> dict[str, float]:
         state, meta = ckpt.restore(resume_step, abstract_of(state), train_iter)
         logging.info("resumed from step %d (%s)", resume_step, meta)
       stopped, last_metrics = _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
-                                           ckpt, writer, hooks, preemption, mesh, last_metrics)
+                                           ckpt, writer, hooks, preemption, mesh, rules, last_metrics)
       if stopped is None:
         break
       model = stopped
@@ -207,7 +231,7 @@ def _run(config, workdir, mesh, rules, task, writer) -> dict[str, float]:
 
 
 def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter, ckpt, writer, hooks,
-                 preemption, mesh, last_metrics):
+                 preemption, mesh, rules, last_metrics):
   """Runs `stage` from the state's step to its end.
 
   Returns (the model after the stage, or None if the run stopped early; last metrics).
@@ -217,16 +241,11 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
     return nnx.merge(graphdef, state["params"], state["frozen"]), last_metrics
 
   # ------------------------------------------------------------------ train step
-  state_shardings = jax.tree.map(lambda x: x.sharding, state)
   batch = next(train_iter)
-  accum = int(config.get("grad_accum_steps", 1))
-  step_fn = jax.jit(
-      make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed), stage.start),
-      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
-      out_shardings=(state_shardings, None),
-      donate_argnums=(0,)).lower(state, task.global_batch(batch)).compile()
+  step_fn = compile_train_step(config, task, stage, graphdef, tx, schedule, state,
+                               task.global_batch(batch), mesh, rules)
   step_flops = compiled_flops(step_fn)
-  peak_flops = float(config.get("peak_tflops_per_device", 0.0)) * 1e12
+  peak_flops = hardware.peak_flops(mesh.devices.flat[0], config.get("peak_tflops_per_device", None))
   unit, per_batch = task.units_per_batch(task.device_batch(batch))
   per_batch *= jax.process_count()
 
