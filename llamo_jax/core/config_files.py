@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import pathlib
+import types
 from typing import Callable, Iterable
 
 import ml_collections
@@ -34,15 +35,31 @@ def parse_arg(arg: str | None, name: str, presets: Iterable[str], keys: Iterable
   return preset, pairs
 
 
+def split_spec(spec: str) -> tuple[str, str | None]:
+  """`configs/NAME.py[:arg]` (as given to --config) -> (file, arg or None)."""
+  path, sep, arg = spec.partition(".py:")
+  if sep:
+    return path + ".py", arg
+  return spec, None
+
+
+def load_module(path: str | pathlib.Path) -> types.ModuleType:
+  """The module of a config file (configs/ is not a package), for its get_config and sweep."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"Config file {path} not found (expected configs/NAME.py).")
+  spec = importlib.util.spec_from_file_location(f"_configs_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def sibling_config(this_file: str, name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """`get_config(arg)` of configs/NAME.py, the config file beside `this_file`."""
   path = pathlib.Path(this_file).with_name(f"{name}.py")
   if not path.exists():
     raise FileNotFoundError(f"{path} not found (loaded from {this_file}).")
-  spec = importlib.util.spec_from_file_location(f"_configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_module(path).get_config(arg)
 
 
 def preset_alias(this_file: str, name: str, preset: str) -> Callable[[str | None], ml_collections.ConfigDict]:

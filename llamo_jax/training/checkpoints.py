@@ -27,6 +27,15 @@ class IncompatibleCheckpointError(ValueError):
   """The checkpoint on disk does not fit the model/optimizer the config builds."""
 
 
+def saved_steps(directory: str | epath.Path) -> list[int]:
+  """The finalized checkpoint steps under `directory` (none if it does not exist), without
+  creating anything there: for tools that look at a run from outside (sweeps)."""
+  directory = epath.Path(directory)
+  if not directory.exists():
+    return []
+  return sorted(ocp.utils.checkpoint_steps(directory))
+
+
 class Checkpointer:
   """Save/restore of train state + data iterator + meta, asynchronously, keep-N."""
 
