@@ -41,6 +41,10 @@ TORCH_REQUIRES = [
     "accelerate==1.15.0",
 ]
 
+# Ahead-of-time compiles for TPU topologies on any machine (python -m llamo_jax.train_compile):
+# the TPU compiler, the version jax 0.10.2's own `tpu` extra pins. Also what a TPU VM runs on.
+TPU_REQUIRES = ["libtpu==0.0.42.1"]
+
 setuptools.setup(
     name="llamo_jax",
     version="0.1.0",
@@ -50,6 +54,7 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "torch": TORCH_REQUIRES,
-        "test": TORCH_REQUIRES + ["pytest==9.2.0"],
+        "tpu": TPU_REQUIRES,
+        "test": TORCH_REQUIRES + TPU_REQUIRES + ["pytest==9.2.0"],
     },
 )

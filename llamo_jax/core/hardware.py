@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import os
 import re
 
 import jax
@@ -120,6 +121,9 @@ def tpu_devices(name: str, num_slices: int = 1) -> list[jax.Device]:
   if importlib.util.find_spec("libtpu") is None:
     raise ImportError(f"Compiling for --topology={name} needs libtpu (the TPU compiler); install "
                       f"the tpu extra: {TPU_EXTRA_HINT}")
+  # The compile-only client opens no chips, so several compiles (or a compile beside a
+  # training run) may load libtpu at once: skip its one-process lockfile.
+  os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
   from jax.experimental import topologies  # pylint: disable=g-import-not-at-top  (after the libtpu check)
   desc = topologies.get_topology_desc(
       spec.topology, "tpu", chip_config_name=spec.chip_config, chips_per_host_bounds=(2, 2, 1),

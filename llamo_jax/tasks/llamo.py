@@ -130,7 +130,7 @@ class LLaMoTask(task_lib.Task):
     if cfg.vae.workdir and (epath.Path(cfg.vae.workdir) / "config.json").exists():
       vae_latent_dim = runs.load_run_config(cfg.vae.workdir, task="motion_vae").model.latent_dim
     self.model_config = self._model_config(base, vae_latent_dim)
-    logging.info("shapes: base %s, latent_dim %d", base, self.model_config.latent_dim)
+    logging.info("shapes (no weights, no data): %s", self.model_config)
 
   def abstract_batch(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     """The packed rows `sequences.make_llamo_loader` yields: [B, T] per token, [B, T, C] latents."""

@@ -212,6 +212,7 @@ def compile_report(config: ml_collections.ConfigDict, make_task: runs.TaskFactor
         "device_kind": device.device_kind,
         "mesh": {k: int(v) for k, v in mesh.shape.items()},
         "stage": compiler.stage.name,
+        "remat_policy": getattr(compiler._llama_config(), "remat_policy", None),
         "param_count": _count(state["params"]) + _count(state["frozen"]),
         "trainable_param_count": _count(state["params"]),
         "global_batch": global_batch,

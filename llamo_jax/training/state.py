@@ -58,8 +58,10 @@ def abstract_stage_state(config: ml_collections.ConfigDict, task: Task, stage: S
 
   params, frozen = with_shardings(params), with_shardings(frozen)
   tx, schedule, opt_shardings, replicated = _optimizer_layout(stage, params, mesh)
-  opt_state = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
-                           jax.eval_shape(tx.init, params), opt_shardings)
+  # Shardings are a prefix of the state (a masked-out subtree has one sharding, no leaves).
+  opt_state = jax.tree.map(
+      lambda s, sub: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), sub),
+      opt_shardings, jax.eval_shape(tx.init, params))
   state = {"step": jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated),
            "params": params, "opt_state": opt_state, "frozen": frozen}
   return graphdef, state, tx, schedule
@@ -78,11 +80,18 @@ def _optimizer_layout(stage: Stage, params: Any, mesh: jax.sharding.Mesh):
   tx, schedule = optimizer_lib.make_optimizer(stage.optimizer, stage.end - stage.start, params)
   param_shardings = jax.tree.map(lambda x: x.sharding, params)
   replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  opt_shardings = optax.tree_map_params(
-      tx, lambda _, s: s, jax.eval_shape(tx.init, params), param_shardings,
-      transform_non_params=lambda _: replicated,
-      is_leaf=lambda x: isinstance(x, nnx.Variable))
-  return tx, schedule, opt_shardings, replicated
+  out = {}
+
+  def layout():  # traced, not run: tree_map_params calls tx.init, and nothing may execute on
+    # the compile-only devices of a topology (train_compile)
+    out["shardings"] = optax.tree_map_params(
+        tx, lambda _, s: s, jax.eval_shape(tx.init, params), param_shardings,
+        transform_non_params=lambda _: replicated,
+        is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return ()
+
+  jax.eval_shape(layout)
+  return tx, schedule, out["shardings"], replicated
 
 
 def init_train_state(config: ml_collections.ConfigDict, task: Task, mesh: jax.sharding.Mesh,

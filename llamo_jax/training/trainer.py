@@ -39,12 +39,14 @@ class NonFiniteError(FloatingPointError):
 
 
 def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: jax.Array,
+                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: int | jax.Array,
                     stage_start: int = 0):
   """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller.
 
   The schedule runs on steps since `stage_start` (each stage has a fresh optimizer).
   """
+  `base_rng`: a key, or an int seed made into one inside the step (then nothing runs
+  eagerly: train_compile traces for devices it cannot run on).
 
   def loss_and_grads(params, frozen, batch, rng):
     def loss_fn(p):
@@ -54,7 +56,8 @@ def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransf
 
   def train_step(state, batch):
     step = state["step"]
-    rng = jax.random.fold_in(base_rng, step)
+    key = jax.random.key(base_rng) if isinstance(base_rng, int) else base_rng
+    rng = jax.random.fold_in(key, step)
     if grad_accum_steps == 1:
       (loss, metrics), grads = loss_and_grads(state["params"], state["frozen"], batch, rng)
     else:
@@ -95,7 +98,7 @@ def compile_train_step(config: ml_collections.ConfigDict, task: Task, stage: Sta
   sharding.check_global_batch(next(iter(jax.tree.leaves(batch))).shape[0], mesh, rules, accum)
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
   step_fn = jax.jit(
-      make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed), stage.start),
+      make_train_step(task, graphdef, tx, schedule, accum, int(config.seed), stage.start),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh, rules)),
       out_shardings=(state_shardings, None),
       donate_argnums=(0,))
