@@ -8,11 +8,10 @@ run's latest checkpoint; the format is described in llamo_jax/tasks/latents.py.
 """
 from __future__ import annotations
 
-import pathlib
-
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 from ml_collections import config_flags
 
 from llamo_jax import tasks
@@ -36,9 +35,9 @@ def main(argv):
   f = flags.FLAGS
   config = f.config
   task, model, step = tasks.restore_for_eval(config, f.workdir)
-  data_path = pathlib.Path(f.data or config.data.path)
+  data_path = epath.Path(f.data or config.data.path)
   name = f.name or f"{data_path.name}_latents"
-  out = latents.encode_dataset(task, model, data_path, pathlib.Path(f.out), name,
+  out = latents.encode_dataset(task, model, data_path, epath.Path(f.out), name,
                        batch_size=f.batch_size, overwrite=f.overwrite)
   logging.info("encoded %s with the VAE at step %d", data_path, step)
   print(f"wrote {out}")

@@ -17,7 +17,6 @@ Config keys (see configs/llamo.py):
 from __future__ import annotations
 
 import json
-import pathlib
 from typing import Any, Iterator
 
 import jax
@@ -30,6 +29,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from llamo_jax.convert import pretrained
+from llamo_jax.core import paths
 from llamo_jax.data import records
 from llamo_jax.data import sequences
 from llamo_jax.data.tokenizer import Tokenizer
@@ -88,9 +88,9 @@ class LLaMoTask(task_lib.Task):
     self.vae_task, self.vae, vae_step = runs.restore(self.vae_config, cfg.vae.workdir, motion_vae.MotionVAETask)
     logging.info("motion VAE %s at step %d", cfg.vae.workdir, vae_step)
     self.representation = self.vae_task.representation
-    latents_dir = pathlib.Path(self.latents_path)
+    latents_dir = epath.Path(self.latents_path)
     if jax.process_index() == 0 and not (latents_dir / records.META_FILE).exists():
-      data_path = pathlib.Path(self.vae_config.data.path)
+      data_path = epath.Path(self.vae_config.data.path)
       latents_lib.encode_dataset(self.vae_task, self.vae, data_path, latents_dir.parent, latents_dir.name)
       logging.info("encoded %s into latent records %s", data_path, latents_dir)
     multihost_utils.sync_global_devices("llamo_latents")
@@ -101,7 +101,7 @@ class LLaMoTask(task_lib.Task):
     if self.model_config.latent_dim != latents.dim:
       raise ValueError(f"config.model.latent_dim={self.model_config.latent_dim} but the latents at "
                        f"{latents_dir} are {latents.dim}-dim; set it to 0 to use the VAE's.")
-    self.tokenizer = Tokenizer.load(pathlib.Path(pretrained_dir) / pretrained.TOKENIZER_DIR)
+    self.tokenizer = Tokenizer.load(epath.Path(pretrained_dir) / pretrained.TOKENIZER_DIR)
     self.bom, self.eom = llamo_lib.bom_id(self.model_config), llamo_lib.eom_id(self.model_config)
 
   def _model_config(self, base: Any, vae_latent_dim: int) -> llamo_lib.LLaMoConfig:
@@ -148,8 +148,8 @@ class LLaMoTask(task_lib.Task):
   def latents_path(self) -> str:
     if self.config.data.get("latents", ""):
       return self.config.data.latents
-    name = pathlib.Path(self.vae_config.data.path).name  # set in prepare
-    return str(pathlib.Path(self.config.vae.workdir) / "latents" / f"{name}_latents")
+    name = epath.Path(self.vae_config.data.path).name  # set in prepare
+    return str(epath.Path(self.config.vae.workdir) / "latents" / f"{name}_latents")
 
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return llamo_lib.LLaMo(self.model_config, rngs=rngs)
@@ -242,9 +242,10 @@ class LLaMoTask(task_lib.Task):
       for row, joints in enumerate(motions):
         i, j = row % len(prompts), row // len(prompts)
         if j == 0:
-          np.save(out / f"t2m_{i}.npy", joints)
-          stick_figure.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps,
-                               caption=prompts[i])
+          paths.save_npy(out / f"t2m_{i}.npy", joints)
+          with paths.staged_dir(out) as local:  # matplotlib writes local files; out may be gs://
+            stick_figure.render_motion(joints, local / f"t2m_{i}.gif", fps=self.representation.fps,
+                                       caption=prompts[i])
           images[f"t2m/{i}"] = stick_figure.render_frames_image(joints, prompts[i])[None]
         entry = {"prompt": prompts[i], "sample": j, "frames": int(joints.shape[0])}
         if expect:

@@ -25,6 +25,7 @@ import numpy as np
 from etils import epath
 
 from llamo_jax.core import config_files
+from llamo_jax.core import paths
 from llamo_jax.training import checkpoints
 from llamo_jax.training import runs
 from llamo_jax.training.stages import stage_plan
@@ -120,7 +121,9 @@ def launch_command(launcher: str, config_spec: str, workdir: epath.Path, overrid
                        "for one slice per point).")
     return ["launch/tpu_pod.sh", *launch_flags, tpu.format(name=name), zone, config_spec, str(workdir), *flags[2:]]
   if launcher == "slurm":
-    return ["sbatch", f"--job-name={name or 'llamo_jax'}", f"--output={workdir}/slurm-%j.out", *launch_flags,
+    # SLURM writes its log to a local (shared) path: the workdir, or the submit dir for gs://.
+    log = f"{workdir}/slurm-%j.out" if paths.is_local(workdir) else f"slurm-{name or 'llamo_jax'}-%j.out"
+    return ["sbatch", f"--job-name={name or 'llamo_jax'}", f"--output={log}", *launch_flags,
             "launch/slurm_gpu.sbatch", config_spec, str(workdir), *flags[2:]]
   raise ValueError(f"Unknown launcher {launcher!r}; choose one of {LAUNCHERS}.")
 

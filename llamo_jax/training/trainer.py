@@ -23,6 +23,7 @@ from etils import epath
 from flax import nnx
 
 from llamo_jax.core import hardware
+from llamo_jax.core import paths
 from llamo_jax.core import sharding
 from llamo_jax.training import checkpoints
 from llamo_jax.training import runs
@@ -164,7 +165,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   Returns the last logged training metrics (averaged over the last log interval).
   """
   # ------------------------------------------------------------------ setup
-  workdir = epath.Path(workdir).resolve()  # orbax needs absolute paths
+  workdir = paths.absolute(workdir)  # orbax needs absolute paths; gs:// stays as it is
   workdir.mkdir(parents=True, exist_ok=True)
   runs.check_config_against_workdir(config, workdir)
   if config.get("pipeline_order", None):
