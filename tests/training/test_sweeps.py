@@ -9,6 +9,7 @@ import sys
 
 import pytest
 from clu import metric_writers
+from etils import epath
 
 from llamo_jax.training import sweeps
 
@@ -117,6 +118,8 @@ def test_tpu_and_slurm_commands(tmp_path):
                   "launch/slurm_gpu.sbatch", config, str(workdir), "--config.total_steps=7",
                   "--config.optimizer.lr=0.003", "--config.optimizer.b2=0.99"]
   assert not (tmp_path / "s").exists()  # a dry run writes nothing
+  on_gcs = sweeps.launch_command("slurm", config, epath.Path("gs://b/s/x"), {}, name="x")
+  assert on_gcs[2] == "--output=slurm-x-%j.out" and on_gcs[-1] == "gs://b/s/x"  # SLURM logs to a local path
   with pytest.raises(ValueError, match="--tpu=NAME"):
     sweeps.launch_command("tpu", config, tmp_path, {})
 
