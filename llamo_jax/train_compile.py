@@ -56,9 +56,12 @@ def main(argv):
     except (ValueError, ImportError) as e:
       raise app.UsageError(str(e)) from e
   capacity = int(_HBM_GIB.value * hardware.GiB) if _HBM_GIB.value else None
-  report = aot.compile_report(_CONFIG.value, tasks.get_task, devices, topology=_TOPOLOGY.value,
-                              stage=_STAGE.value, capacity_bytes=capacity, search_batch=_SEARCH.value,
-                              max_compiles=_MAX_COMPILES.value)
+  try:
+    report = aot.compile_report(_CONFIG.value, tasks.get_task, devices, topology=_TOPOLOGY.value,
+                                stage=_STAGE.value, capacity_bytes=capacity, search_batch=_SEARCH.value,
+                                max_compiles=_MAX_COMPILES.value)
+  except (ValueError, NotImplementedError) as e:  # the config's fault: one message, no traceback
+    sys.exit(f"train_compile: {e}")
   text = json.dumps(report, indent=1)
   print(text)
   if _OUT.value:
