@@ -39,7 +39,8 @@ _SUMMARIZE = flags.DEFINE_string("summarize", None, "Print the table of a sweep 
 _LAUNCHER = flags.DEFINE_enum("launcher", "local", sweeps.LAUNCHERS, "How each point runs.")
 _PARALLEL = flags.DEFINE_integer("parallel", 1, "Points run at the same time (local and tpu launchers).")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the command of every point to run; run and write nothing.")
-_TPU = flags.DEFINE_string("tpu", "", "--launcher=tpu: the TPU VM name ({name}: the point's name).")
+_TPU = flags.DEFINE_string("tpu", "", "--launcher=tpu: the TPU VM name ({name}: the point's name in "
+                           "TPU-name characters, e.g. lr-0-003: one slice per point).")
 _ZONE = flags.DEFINE_string("zone", "", "--launcher=tpu: the zone.")
 _LAUNCH_FLAGS = flags.DEFINE_multi_string(
     "launch_flag", [], "Passed to the launcher before the run's arguments (tpu_pod.sh options, sbatch options, "

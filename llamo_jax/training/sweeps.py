@@ -119,7 +119,9 @@ def launch_command(launcher: str, config_spec: str, workdir: epath.Path, overrid
     if not tpu or not zone:
       raise ValueError("--launcher=tpu needs --tpu=NAME and --zone=ZONE (NAME may contain {name} "
                        "for one slice per point).")
-    return ["launch/tpu_pod.sh", *launch_flags, tpu.format(name=name), zone, config_spec, str(workdir), *flags[2:]]
+    # TPU VM names allow only [a-z0-9-]: `lr=0.003,b2=0.95` -> `lr-0-003-b2-0-95`.
+    tpu_name = tpu.format(name=re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
+    return ["launch/tpu_pod.sh", *launch_flags, tpu_name, zone, config_spec, str(workdir), *flags[2:]]
   if launcher == "slurm":
     # SLURM writes its log to a local (shared) path: the workdir, or the submit dir for gs://.
     log = f"{workdir}/slurm-%j.out" if paths.is_local(workdir) else f"slurm-{name or 'llamo_jax'}-%j.out"

@@ -107,7 +107,7 @@ def test_tpu_and_slurm_commands(tmp_path):
                   "--zone=us-east5-a", "--launch_flag=--accelerator_type=v5p-8", "--dry_run")
   assert tpu.returncode == 0, tpu.stderr
   first = shlex.split(tpu.stdout.splitlines()[0].split(": ", 1)[1])
-  assert first == ["launch/tpu_pod.sh", "--accelerator_type=v5p-8", "t-lr=0.001,b2=0.95", "us-east5-a", config,
+  assert first == ["launch/tpu_pod.sh", "--accelerator_type=v5p-8", "t-lr-0-001-b2-0-95", "us-east5-a", config,
                    str(tmp_path / "t" / "lr=0.001,b2=0.95"), "--config.optimizer.lr=0.001", "--config.optimizer.b2=0.95"]
   slurm = run_sweep(f"--config={config}", f"--workdir={tmp_path / 's'}", "--launcher=slurm",
                     "--launch_flag=--nodes=2", "--config.total_steps=7", "--dry_run")
