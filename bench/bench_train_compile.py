@@ -11,6 +11,7 @@ the reports present and written into BENCHMARKS.md (section bench_train_compile)
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -98,7 +99,19 @@ def row(name: str, report: dict) -> str:
           f"| {'yes' if report['fits'] else 'NO'} | {best} "
           f"| {'-' if flops is None else f'{flops / 1e15:.1f}'} "
           f"| {'-' if step is None else f'{step:.2f} s ({tokens / step / 1e3:.0f}k tok/s)' if tokens else f'{step:.3f} s'} "
-          f"| {report['compile_seconds']:.0f} s |")
+          f"| {report['compile_seconds']:.0f} s{'' if report.get('complete') else ' (stopped before the FLOPs)'} |")
+
+
+def row_from_log(name: str) -> str | None:
+  """A row from train_compile's log lines when the run stopped before its first report
+  (`global batch N: X GiB per device [T s]`): the total per chip and the compile time only."""
+  config, topology, extra = ENTRIES[name]
+  for log in sorted(REPORTS.glob(f"{name}.*log")):
+    m = re.search(r"global batch (\d+): ([\d.]+) GiB per device \[(\d+) s\]", log.read_text())
+    if m:
+      return (f"| {config} {' '.join(extra)} | (log {log.name}) | {topology} | | | | {m.group(1)} | | "
+              f"| {m.group(2)} / - | | | | | {m.group(3)} s (stopped before the report) |")
+  return None
 
 
 def main(argv):
@@ -109,13 +122,17 @@ def main(argv):
     sys.exit(f"unknown entries {unknown}; known: {sorted(ENTRIES)}")
   if _COMPILE.value:
     for name in names:
-      if _RERUN.value or not (REPORTS / f"{name}.json").exists():
+      path = REPORTS / f"{name}.json"
+      if _RERUN.value or not path.exists() or not json.loads(path.read_text()).get("complete"):
         run(name)
   rows, missing = [], []
   for name in ENTRIES:
     path = REPORTS / f"{name}.json"
+    from_log = None if path.exists() else row_from_log(name)
     if path.exists():
       rows.append(row(name, json.loads(path.read_text())))
+    elif from_log:
+      rows.append(from_log)
     else:
       missing.append(f"`{' '.join(command(name))}`")
   intro = "\n".join([

@@ -56,19 +56,22 @@ def main(argv):
     except (ValueError, ImportError) as e:
       raise app.UsageError(str(e)) from e
   capacity = int(_HBM_GIB.value * hardware.GiB) if _HBM_GIB.value else None
+
+  def write(report, final=False):
+    if _OUT.value:
+      out = epath.Path(_OUT.value)
+      out.parent.mkdir(parents=True, exist_ok=True)
+      out.write_text(json.dumps(dict(report, complete=final), indent=1) + "\n")
+      logging.info("wrote %s%s", out, "" if final else " (so far)")
+
   try:
     report = aot.compile_report(_CONFIG.value, tasks.get_task, devices, topology=_TOPOLOGY.value,
                                 stage=_STAGE.value, capacity_bytes=capacity, search_batch=_SEARCH.value,
-                                max_compiles=_MAX_COMPILES.value)
+                                max_compiles=_MAX_COMPILES.value, on_update=write)
   except (ValueError, NotImplementedError) as e:  # the config's fault: one message, no traceback
     sys.exit(f"train_compile: {e}")
-  text = json.dumps(report, indent=1)
-  print(text)
-  if _OUT.value:
-    out = epath.Path(_OUT.value)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text + "\n")
-    logging.info("wrote %s", out)
+  print(json.dumps(report, indent=1))
+  write(report, final=True)
   if report["fits"] is False:
     print(aot.advice(report), file=sys.stderr)
     sys.exit(1)

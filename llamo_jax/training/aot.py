@@ -22,7 +22,7 @@ import math
 import re
 import tempfile
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import ml_collections
@@ -186,9 +186,13 @@ def _count(tree: Any) -> int:
 def compile_report(config: ml_collections.ConfigDict, make_task: runs.TaskFactory,
                    devices: Sequence[jax.Device], *, topology: str, stage: str | None = None,
                    capacity_bytes: int | None = None, search_batch: bool = True,
-                   max_compiles: int = 6, flops: bool = True) -> dict[str, Any]:
+                   max_compiles: int = 6, flops: bool = True,
+                   on_update: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
   """Compiles the train step of `config` for `devices` and reports its memory and FLOPs (module
-  docstring). Trace happens under the mesh and rules, as in the trainer."""
+  docstring). Trace happens under the mesh and rules, as in the trainer. `on_update(report)`
+  gets the report so far after the step's compile, the FLOPs and the batch search (an 8B
+  step takes minutes each: what is done is kept if the rest is interrupted)."""
+  on_update = on_update or (lambda report: None)
   t_start = time.time()
   mesh = sharding.make_mesh(config.mesh.to_dict(), devices)
   rules = sharding.rules_from_config(config.get("logical_axis_rules", None))
@@ -229,6 +233,7 @@ def compile_report(config: ml_collections.ConfigDict, make_task: runs.TaskFactor
     }
     if "message" in mem:
       report["compiler_message"] = mem["message"]
+    on_update(report)
     if flops:
       per_device = compiler.step_flops(global_batch)
       peak = spec.peak_flops if spec else None
@@ -236,6 +241,7 @@ def compile_report(config: ml_collections.ConfigDict, make_task: runs.TaskFactor
       report["flops_per_step"] = per_device * len(devices)
       report["peak_flops_per_device"] = peak
       report["step_seconds_at_50pct_mfu"] = per_device / (0.5 * peak) if peak else None
+      on_update(report)
     if search_batch and capacity is not None:
       report.update(_search_batch(compiler, dp, global_batch, mem, fits, capacity, max_compiles))
   report["total_compiles"] = compiler.compiles
