@@ -106,7 +106,9 @@ def row_from_log(name: str) -> str | None:
   """A row from train_compile's log lines when the run stopped before its first report
   (`global batch N: X GiB per device [T s]`): the total per chip and the compile time only."""
   config, topology, extra = ENTRIES[name]
-  for log in sorted(REPORTS.glob(f"{name}.*log")):
+  logs = [l for l in sorted(REPORTS.glob("*.log"))
+          if re.fullmatch(re.escape(name) + r"(\.attempt\d+\.trimmed)?\.log", l.name)]
+  for log in logs:
     m = re.search(r"global batch (\d+): ([\d.]+) GiB per device \[(\d+) s\]", log.read_text())
     if m:
       return (f"| {config} {' '.join(extra)} | (log {log.name}) | {topology} | | | | {m.group(1)} | | "
