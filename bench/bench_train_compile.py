@@ -20,6 +20,7 @@ from absl import app
 from absl import flags
 
 import benchmarks_md  # bench/benchmarks_md.py
+from llamo_jax.core import hardware
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REPORTS = REPO / "bench" / "train_compile"
@@ -111,8 +112,11 @@ def row_from_log(name: str) -> str | None:
   for log in logs:
     m = re.search(r"global batch (\d+): ([\d.]+) GiB per device \[(\d+) s\]", log.read_text())
     if m:
+      gen = topology.split("-")[0]
+      hbm = next(spec.memory_bytes for _, spec in hardware.DEVICE_SPECS if spec.name == gen) / 2 ** 30
+      fits = "yes" if float(m.group(2)) <= hbm else "NO"
       return (f"| {config} {' '.join(extra)} | (log {log.name}) | {topology} | | | | {m.group(1)} | | "
-              f"| {m.group(2)} / - | | | | | {m.group(3)} s (stopped before the report) |")
+              f"| {m.group(2)} / {hbm:.1f} | {fits} | | | | {m.group(3)} s (stopped before the report) |")
   return None
 
 
