@@ -98,8 +98,8 @@ def row(name: str, report: dict) -> str:
           f"| {report['global_batch']} ({report['batch_per_device']}/chip) "
           f"| {gib(hbm.get('arguments'))} | {gib(hbm.get('temporaries'))} | {gib(hbm.get('total'))} / {gib(hbm['capacity'])} "
           f"| {'yes' if report['fits'] else 'NO'} | {best} "
-          f"| {'-' if flops is None else f'{flops / 1e15:.1f}'} "
-          f"| {'-' if step is None else f'{step:.2f} s ({tokens / step / 1e3:.0f}k tok/s)' if tokens else f'{step:.3f} s'} "
+          f"| {'-' if flops is None else f'{flops / 1e15:.3g}'} "
+          f"| {'-' if step is None else f'{step:.3g} s ({tokens / step / 1e3:.0f}k tok/s)' if tokens else f'{step * 1e3:.3g} ms'} "
           f"| {report['compile_seconds']:.0f} s{'' if report.get('complete') else ' (stopped before the FLOPs)'} |")
 
 
