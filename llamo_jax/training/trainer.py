@@ -45,9 +45,9 @@ def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransf
   """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller.
 
   The schedule runs on steps since `stage_start` (each stage has a fresh optimizer).
-  """
   `base_rng`: a key, or an int seed made into one inside the step (then nothing runs
   eagerly: train_compile traces for devices it cannot run on).
+  """
 
   def loss_and_grads(params, frozen, batch, rng):
     def loss_fn(p):
