@@ -46,6 +46,12 @@ TORCH_REQUIRES = [
     "accelerate==1.15.0",
 ]
 
+# Ahead-of-time compiles for TPU topologies on any machine (python -m llamo_jax.train_compile):
+# the TPU compiler, the version jax 0.10.2's own `tpu` extra pins. Also what a TPU VM runs on.
+TPU_REQUIRES = ["libtpu==0.0.42.1"]
+# orbax's CheckpointManager on a gs:// workdir imports google.cloud.storage (pod runs).
+GCS_REQUIRES = ["google-cloud-storage==3.17.1"]
+
 setuptools.setup(
     name="llamo_jax",
     version="0.1.0",
@@ -55,6 +61,7 @@ setuptools.setup(
     install_requires=INSTALL_REQUIRES,
     extras_require={
         "torch": TORCH_REQUIRES,
-        "test": TORCH_REQUIRES + ["pytest==9.2.0"],
+        "tpu": TPU_REQUIRES + GCS_REQUIRES,
+        "test": TORCH_REQUIRES + TPU_REQUIRES + ["pytest==9.2.0"],
     },
 )

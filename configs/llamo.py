@@ -46,7 +46,10 @@ def get_config(arg=None):
   config.seed = 0
   config.base = ml_collections.ConfigDict(dict(
       pretrained=extra.get("pretrained", f"workdirs/{_LLAMA_PRESETS[preset]}"),
-      lm_workdir=extra.get("lm_workdir", "")))
+      lm_workdir=extra.get("lm_workdir", ""),
+      # The base's shapes (llamo_jax/models/presets.py) where `pretrained` is not there yet:
+      # train_compile compiles for a pod without weights.
+      preset=_LLAMA_PRESETS[preset]))
   config.vae = ml_collections.ConfigDict(dict(workdir=extra.get("vae_workdir", "workdirs/vae_tiny")))
 
   config.model = ml_collections.ConfigDict(dict(
@@ -95,8 +98,9 @@ def get_config(arg=None):
 
   mesh = extra.get("mesh", "tpu" if paper else "cpu")
   config.mesh = ml_collections.ConfigDict(_mesh(mesh))
-  # Dense bf16 peak per device, for the MFU the trainer logs (0 = do not log MFU).
-  config.peak_tflops_per_device = {"cpu": 0.0, "gpu8": 989.0, "tpu": 459.0}[mesh]  # H100 SXM, TPU v5p
+  # Dense bf16 peak per device for the MFU the trainer logs; 0: the device kind's peak
+  # (llamo_jax/core/hardware.py; no MFU on a kind it does not know, e.g. CPU).
+  config.peak_tflops_per_device = 0.0
   config.logical_axis_rules = ml_collections.FieldReference(None, field_type=list)
   config.grad_accum_steps = 1
 

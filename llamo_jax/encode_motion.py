@@ -8,12 +8,12 @@ run's latest checkpoint; the format is described in llamo_jax/tasks/latents.py.
 """
 from __future__ import annotations
 
-import pathlib
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 from ml_collections import config_flags
 
 from llamo_jax import tasks
@@ -38,11 +38,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
   config = f.config
-  data_path = pathlib.Path(f.data or config.data.path)
+  data_path = epath.Path(f.data or config.data.path)
   name = f.name or f"{data_path.name}_latents"
   try:
     task, model, step = tasks.restore_for_eval(config, f.workdir)
-    out = latents.encode_dataset(task, model, data_path, pathlib.Path(f.out), name,
+    out = latents.encode_dataset(task, model, data_path, epath.Path(f.out), name,
                                  batch_size=f.batch_size, overwrite=f.overwrite)
   except (InputError, FileNotFoundError, FileExistsError) as e:
     sys.exit(f"encode_motion: error: {e}")

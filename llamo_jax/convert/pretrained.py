@@ -8,16 +8,16 @@ Layout:
 
 Writes go to a temporary sibling folder that is renamed into place at the end,
 so a failed write never leaves a half-written directory or destroys an old one.
-These are single-process tools (import, export, scoring, initialising a run).
+These are single-process tools (import, export, scoring, initialising a run). Every path
+goes through epath, so a pretrained dir may be gs:// (orbax reads and writes it natively).
 """
 from __future__ import annotations
 
 import json
-import pathlib
-import shutil
 import uuid
 from typing import Any, Mapping
 
+from etils import epath
 from flax import nnx
 from flax import traverse_util
 import jax
@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import orbax.checkpoint as ocp
 from jax.sharding import Mesh
 
+from llamo_jax.core import paths
 from llamo_jax.core import sharding as sharding_lib
 from llamo_jax.convert import hf as hf_lib
 from llamo_jax.data.tokenizer import Tokenizer
@@ -48,8 +49,8 @@ class PretrainedDirError(ValueError):
   """A directory that is not (or does not fit) a llamo_jax pretrained model."""
 
 
-def is_pretrained_dir(directory: str | pathlib.Path) -> bool:
-  directory = pathlib.Path(directory)
+def is_pretrained_dir(directory: str | epath.Path) -> bool:
+  directory = epath.Path(directory)
   return (directory / CONFIG_FILE).is_file() and (directory / PARAMS_DIR).is_dir()
 
 
@@ -74,23 +75,23 @@ def check_params(params: Mapping[str, Any], cfg: LlamaConfig, *, what: str = "pa
     raise PretrainedDirError(f"{what} do not fit the Llama config: " + "; ".join(problems[:8]))
 
 
-def save_pretrained(directory: str | pathlib.Path, cfg: LlamaConfig, model: nnx.Module,
+def save_pretrained(directory: str | epath.Path, cfg: LlamaConfig, model: nnx.Module,
                     tokenizer: Tokenizer, *, source: str | None = None,
-                    overwrite: bool = False) -> pathlib.Path:
+                    overwrite: bool = False) -> epath.Path:
   """Writes `model`'s params (nnx.Param state), `cfg` and `tokenizer` to `directory`."""
   params = nnx.state(model, nnx.Param).to_pure_dict()
   return write_pretrained(directory, cfg, params, tokenizer, source=source, overwrite=overwrite)
 
 
-def write_pretrained(directory: str | pathlib.Path, cfg: LlamaConfig, params: Mapping[str, Any],
+def write_pretrained(directory: str | epath.Path, cfg: LlamaConfig, params: Mapping[str, Any],
                      tokenizer: Tokenizer, *, source: str | None = None,
-                     overwrite: bool = False) -> pathlib.Path:
+                     overwrite: bool = False) -> epath.Path:
   """Writes a param pure dict (numpy or jax arrays), `cfg` and `tokenizer` to `directory`.
 
   Refuses a directory that already holds a checkpoint unless `overwrite`, and
   any other non-empty directory always. Returns the absolute directory path.
   """
-  directory = pathlib.Path(directory).absolute()
+  directory = paths.absolute(directory)
   check_params(params, cfg)
   if tokenizer.vocab_size > cfg.vocab_size:
     raise PretrainedDirError(f"The tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary "
@@ -106,7 +107,7 @@ def write_pretrained(directory: str | pathlib.Path, cfg: LlamaConfig, params: Ma
       raise PretrainedDirError(f"{directory} exists and is not empty (and not a checkpoint); "
                                "choose a new or empty --out directory.")
   directory.parent.mkdir(parents=True, exist_ok=True)
-  tmp = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex[:8]}"
+  tmp = paths.temp_sibling(directory)
   try:
     tmp.mkdir()
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "llama": cfg.to_dict(),
@@ -122,11 +123,11 @@ def write_pretrained(directory: str | pathlib.Path, cfg: LlamaConfig, params: Ma
     _replace_dir(tmp, directory)
   finally:
     if tmp.exists():
-      shutil.rmtree(tmp)
+      tmp.rmtree()
   return directory
 
 
-def _replace_dir(new: pathlib.Path, directory: pathlib.Path) -> None:
+def _replace_dir(new: epath.Path, directory: epath.Path) -> None:
   """Renames `new` to `directory`; an old `directory` is removed only after the rename."""
   old = None
   if directory.exists():
@@ -139,15 +140,15 @@ def _replace_dir(new: pathlib.Path, directory: pathlib.Path) -> None:
       old.rename(directory)
     raise
   if old is not None:
-    shutil.rmtree(old)
+    old.rmtree()
 
 
 # ---------------------------------------------------------------------------
 # Loading.
 # ---------------------------------------------------------------------------
-def read_config(directory: str | pathlib.Path) -> LlamaConfig:
+def read_config(directory: str | epath.Path) -> LlamaConfig:
   """The LlamaConfig stored in a pretrained directory."""
-  directory = pathlib.Path(directory)
+  directory = epath.Path(directory)
   if not is_pretrained_dir(directory):
     raise PretrainedDirError(
         f"{directory} is not a llamo_jax pretrained directory (needs {CONFIG_FILE} and {PARAMS_DIR}/); "
@@ -174,7 +175,7 @@ def resolve_config(stored: LlamaConfig, requested: LlamaConfig | None) -> LlamaC
   return requested
 
 
-def restore_params(directory: str | pathlib.Path, target: Mapping[str, Any]) -> dict[str, Any]:
+def restore_params(directory: str | epath.Path, target: Mapping[str, Any]) -> dict[str, Any]:
   """Restores the params of a pretrained dir into `target`'s shapes, dtypes and shardings.
 
   Args:
@@ -183,7 +184,7 @@ def restore_params(directory: str | pathlib.Path, target: Mapping[str, Any]) -> 
   Returns:
     The param pure dict of jax.Arrays, placed as `target` says.
   """
-  path = pathlib.Path(directory).absolute() / PARAMS_DIR
+  path = paths.absolute(directory) / PARAMS_DIR  # orbax needs absolute paths
   checkpointer = ocp.StandardCheckpointer()
   stored = checkpointer.metadata(path)
   stored_tree = getattr(stored, "item_metadata", stored)
@@ -200,7 +201,7 @@ def restore_params(directory: str | pathlib.Path, target: Mapping[str, Any]) -> 
   return restored
 
 
-def load_pretrained(directory: str | pathlib.Path, mesh: Mesh | None = None,
+def load_pretrained(directory: str | epath.Path, mesh: Mesh | None = None,
                     rules: sharding_lib.Rules | None = None, *, config: LlamaConfig | None = None
                     ) -> tuple[LlamaConfig, Llama, Tokenizer]:
   """Loads (cfg, model, tokenizer) from a pretrained directory.
@@ -211,7 +212,7 @@ def load_pretrained(directory: str | pathlib.Path, mesh: Mesh | None = None,
   scan_layers, remat_policy, max_seq_len); its architecture must match.
   """
   cfg = resolve_config(read_config(directory), config)
-  tokenizer = Tokenizer.load(pathlib.Path(directory) / TOKENIZER_DIR)
+  tokenizer = Tokenizer.load(epath.Path(directory) / TOKENIZER_DIR)
   abstract_model = nnx.eval_shape(lambda: Llama(cfg, rngs=nnx.Rngs(0)))
   graphdef, abstract_state = nnx.split(abstract_model)
   param_state = nnx.state(abstract_model, nnx.Param)

@@ -7,6 +7,7 @@ import difflib
 import importlib.util
 import pathlib
 import sys
+import types
 from typing import Callable, Iterable
 
 import ml_collections
@@ -37,20 +38,31 @@ def parse_arg(arg: str | None, name: str, presets: Iterable[str], keys: Iterable
   return preset, pairs
 
 
+def split_spec(spec: str) -> tuple[str, str | None]:
+  """`configs/NAME.py[:arg]` (as given to --config) -> (file, arg or None)."""
+  path, sep, arg = spec.partition(".py:")
+  if sep:
+    return path + ".py", arg
+  return spec, None
+
+
+def load_module(path: str | pathlib.Path) -> types.ModuleType:
+  """The module of a config file (configs/ is not a package), for its get_config and sweep."""
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise FileNotFoundError(f"Config file {path} not found (expected configs/NAME.py).")
+  spec = importlib.util.spec_from_file_location(f"_configs_{path.stem}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def sibling_config(this_file: str, name: str, arg: str | None = None) -> ml_collections.ConfigDict:
   """`get_config(arg)` of configs/NAME.py, the config file beside `this_file`."""
   path = pathlib.Path(this_file).with_name(f"{name}.py")
   if not path.exists():
     raise FileNotFoundError(f"{path} not found (loaded from {this_file}).")
-  return _get_config(path, arg)
-
-
-def _get_config(path: pathlib.Path, arg: str | None) -> ml_collections.ConfigDict:
-  """`get_config(arg)` of the config file `path` (configs/ is not a package: loaded by path)."""
-  spec = importlib.util.spec_from_file_location(f"_configs_{path.stem}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load_module(path).get_config(arg)
 
 
 def preset_alias(this_file: str, name: str, preset: str) -> Callable[[str | None], ml_collections.ConfigDict]:
@@ -62,11 +74,8 @@ def preset_alias(this_file: str, name: str, preset: str) -> Callable[[str | None
 
 def load_config_spec(spec: str) -> ml_collections.ConfigDict:
   """`get_config(arg)` of a `--config` value `PATH[:ARG]`, loaded without command-line overrides."""
-  path, _, arg = spec.partition(":")
-  file = pathlib.Path(path)
-  if not file.is_file():
-    raise FileNotFoundError(f"config file {path} not found")
-  return _get_config(file, arg or None)
+  path, arg = split_spec(spec)
+  return load_module(path).get_config(arg or None)
 
 
 def unknown_key_message(config: ml_collections.ConfigDict, dotted: str) -> str | None:

@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from flax import nnx
 from flax.core import spmd as flax_spmd
 import jax
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("replica", "data", "fsdp", "tensor")
@@ -42,6 +43,13 @@ DEFAULT_RULES: Rules = (
 def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A mesh with axes (replica, data, fsdp, tensor), Auto axis types.
 
+  On one slice (or CPU/GPU) the mesh is laid over the devices' interconnect
+  (`jax.make_mesh`). When the devices span several TPU slices (devices carry a
+  `slice_index`), `replica` is the axis across slices, over DCN, and the other
+  axes stay inside a slice, over ICI (`mesh_utils.create_hybrid_device_mesh`);
+  `replica` must then be 1, -1 or the number of slices, and a -1 elsewhere fills
+  one slice.
+
   Args:
     shape: sizes by axis name; absent axes get 1, one axis may be -1 to take
       the remaining devices.
@@ -52,21 +60,36 @@ def make_mesh(shape: Mapping[str, int], devices: Sequence[jax.Device] | None = N
     raise ValueError(f"Unknown mesh axes {unknown}; valid axes: {list(MESH_AXES)}.")
   devices = jax.devices() if devices is None else list(devices)
   sizes = {a: int(shape.get(a, 1)) for a in MESH_AXES}
+  slices = len({getattr(d, "slice_index", 0) or 0 for d in devices})
+  if slices > 1:
+    if sizes["replica"] not in (1, -1, slices):
+      raise ValueError(f"Mesh shape {dict(shape)}: the devices span {slices} slices and 'replica' "
+                       f"is the axis across them, so it must be {slices} (or 1 / -1 to mean that).")
+    sizes["replica"] = slices
+  _fill(sizes, shape, len(devices))
+  axis_types = (jax.sharding.AxisType.Auto,) * len(MESH_AXES)
+  if slices == 1:
+    return jax.make_mesh(tuple(sizes.values()), MESH_AXES, axis_types=axis_types, devices=devices)
+  ici = (1,) + tuple(sizes[a] for a in MESH_AXES[1:])
+  dcn = (slices,) + (1,) * (len(MESH_AXES) - 1)
+  grid = mesh_utils.create_hybrid_device_mesh(ici, dcn, devices, allow_split_physical_axes=True)
+  return Mesh(grid, MESH_AXES, axis_types=axis_types)
+
+
+def _fill(sizes: dict[str, int], shape: Mapping[str, int], num_devices: int) -> None:
+  """Resolves the one -1 in `sizes` (in place) and checks the sizes cover `num_devices`."""
   fill = [a for a, s in sizes.items() if s == -1]
   if len(fill) > 1 or any(s == 0 or s < -1 for s in sizes.values()):
     raise ValueError(f"Mesh shape {dict(shape)}: sizes must be positive, with at most one -1.")
   known = math.prod(s for s in sizes.values() if s != -1)
   if fill:
-    if len(devices) % known:
-      raise ValueError(f"Mesh shape {dict(shape)}: {len(devices)} devices are not divisible "
+    if num_devices % known:
+      raise ValueError(f"Mesh shape {dict(shape)}: {num_devices} devices are not divisible "
                        f"by the fixed axes' product {known}.")
-    sizes[fill[0]] = len(devices) // known
-  if math.prod(sizes.values()) != len(devices):
+    sizes[fill[0]] = num_devices // known
+  if math.prod(sizes.values()) != num_devices:
     raise ValueError(f"Mesh shape {sizes} needs {math.prod(sizes.values())} devices, but "
-                     f"{len(devices)} are available; use -1 on one axis to fill.")
-  return jax.make_mesh(tuple(sizes.values()), MESH_AXES,
-                       axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES),
-                       devices=devices)
+                     f"{num_devices} are available; use -1 on one axis to fill.")
 
 
 def _normalise_mesh_axes(logical: str, value: Any) -> MeshAxes:
@@ -227,3 +250,32 @@ def create_sharded(ctor: Callable[[], nnx.Module], mesh: Mesh, rules: Rules = DE
 def batch_sharding(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> NamedSharding:
   """Sharding of a batch array: leading dim over the 'batch' rule, rest replicated."""
   return NamedSharding(mesh, logical_to_spec(("batch",), rules))
+
+
+def _batch_mesh_axes(mesh: Mesh, rules: Rules) -> tuple[str, ...]:
+  axes = dict(rules).get("batch")
+  flat = () if axes is None else ((axes,) if isinstance(axes, str) else tuple(axes))
+  return tuple(a for a in flat if a in mesh.shape)
+
+
+def batch_shards(mesh: Mesh, rules: Rules = DEFAULT_RULES) -> int:
+  """How many ways the `batch` rule splits a batch over `mesh` (the data-parallel devices)."""
+  return math.prod(mesh.shape[a] for a in _batch_mesh_axes(mesh, rules))
+
+
+def check_global_batch(global_batch: int, mesh: Mesh, rules: Rules = DEFAULT_RULES,
+                       grad_accum_steps: int = 1) -> None:
+  """Raises one clear error (before any compile) unless every microbatch of a global batch
+  splits evenly over the data-parallel devices."""
+  shards = batch_shards(mesh, rules)
+  step = shards * grad_accum_steps
+  if global_batch > 0 and global_batch % step == 0:
+    return
+  how = " x ".join(f"{a}={mesh.shape[a]}" for a in _batch_mesh_axes(mesh, rules)) or "none"
+  accum = (f" in {grad_accum_steps} microbatches (config.grad_accum_steps)"
+           if grad_accum_steps > 1 else "")
+  nearest = sorted({max(step, global_batch // step * step), (global_batch // step + 1) * step})
+  raise ValueError(
+      f"The global batch of {global_batch} (config.data.batch_size) does not split evenly{accum} "
+      f"over the {shards} data-parallel devices (mesh {how}): use a multiple of {step} "
+      f"(e.g. {' or '.join(map(str, nearest))}), or change config.mesh / config.grad_accum_steps.")

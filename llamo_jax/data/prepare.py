@@ -7,41 +7,42 @@ build killed half-way leaves nothing behind and the next run builds it again.
 """
 from __future__ import annotations
 
-import pathlib
-
 import jax
 import ml_collections
 from absl import logging
+from etils import epath
 from jax.experimental import multihost_utils
 
+from llamo_jax.core import paths
 from llamo_jax.data import record_builder
 from llamo_jax.data import records
 from llamo_jax.synthetic import corpus as corpus_lib
 
 
-def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> pathlib.Path:
+def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> epath.Path:
   """The HumanML3D-layout corpus at `corpus.dir`, generated if absent.
 
   Keys: dir, num_motions, seed, fps (20 | 30), holdout ("" or "action:side,...").
   """
-  root = pathlib.Path(corpus.dir)
+  root = epath.Path(corpus.dir)
   if jax.process_index() == 0 and not (root / "corpus.json").exists():
     if root.exists() and any(root.iterdir()):
       raise FileExistsError(f"{root} exists but holds no corpus.json: it is not a finished synthetic corpus. "
                             "Delete it or set config.data.corpus.dir to another folder.")
     logging.info("building the synthetic corpus (%d clips) in %s", corpus.num_motions, root)
-    corpus_lib.build(root, corpus_lib.Config(
-        num_motions=corpus.num_motions, seed=corpus.seed, fps=corpus.fps,
-        holdout=corpus_lib.parse_holdout(corpus.get("holdout", "")), processes=corpus.get("processes", 2)))
+    with paths.staged_dir(root) as local:  # the generator writes local files
+      corpus_lib.build(local, corpus_lib.Config(
+          num_motions=corpus.num_motions, seed=corpus.seed, fps=corpus.fps,
+          holdout=corpus_lib.parse_holdout(corpus.get("holdout", "")), processes=corpus.get("processes", 2)))
   multihost_utils.sync_global_devices("synthetic_corpus")
   return root
 
 
-def ensure_records(corpus_dir: pathlib.Path, records_path: str, representation: str, *,
-                   mirror: bool = False) -> pathlib.Path:
+def ensure_records(corpus_dir: epath.Path, records_path: str, representation: str, *,
+                   mirror: bool = False) -> epath.Path:
   """The record dataset at `records_path`, built from `corpus_dir` if absent (with mirrored train
   clips when `mirror`); an existing one built the other way is refused."""
-  target = pathlib.Path(records_path)
+  target = epath.Path(records_path)
   if jax.process_index() == 0 and not target.exists():
     logging.info("building %s records of %s in %s", representation, corpus_dir, target)
     report = record_builder.build_records(corpus_dir, target.parent, representation=representation,

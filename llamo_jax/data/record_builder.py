@@ -14,14 +14,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import pathlib
-import shutil
-import tempfile
 import time
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+from etils import epath
 
+from llamo_jax.core import paths
 from llamo_jax.data import records
 from llamo_jax.data import sources
 from llamo_jax.motion import mirror
@@ -70,7 +69,7 @@ def _with_mirrors(clips: Iterable[sources.Clip], representation: str, split: str
         attributes=mirror.mirror_attributes(clip.attributes))
 
 
-def build_records(source_dir: str | pathlib.Path, out_dir: str | pathlib.Path, *,
+def build_records(source_dir: str | epath.Path, out_dir: str | epath.Path, *,
                   source_format: str = "humanml3d", representation: str = "hml263",
                   name: str | None = None, min_len: int = 40, fps: float | None = None,
                   splits: Sequence[str] | None = None, overwrite: bool = False, mirror: bool = False) -> dict:
@@ -86,7 +85,7 @@ def build_records(source_dir: str | pathlib.Path, out_dir: str | pathlib.Path, *
   if not name.isidentifier():
     raise ValueError(f"Dataset name {name!r} must be a Python identifier (letters, digits, _); "
                      "pass --name.")
-  out_dir = pathlib.Path(out_dir)
+  out_dir = epath.Path(out_dir)
   target = out_dir / name
   if target.exists() and not overwrite:
     raise FileExistsError(f"{target} already exists; pass --overwrite to replace it or choose "
@@ -120,7 +119,8 @@ def build_records(source_dir: str | pathlib.Path, out_dir: str | pathlib.Path, *
                      f"{json.dumps(report.to_dict()['skipped'])}.")
 
   out_dir.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out_dir))
+  tmp = paths.temp_sibling(target)
+  tmp.mkdir()
   try:
     built = records.write_splits(tmp, name=name, dim=source.dim, splits=split_iters,
                                  description=f"{representation} motion clips from {source.root}")
@@ -133,12 +133,12 @@ def build_records(source_dir: str | pathlib.Path, out_dir: str | pathlib.Path, *
     else:
       mean, std = stats
       stats_note = f"{source.mean_file}/{source.std_file} of the source folder"
-    np.save(built / records.MEAN_FILE, mean)
-    np.save(built / records.STD_FILE, std)
+    paths.save_npy(built / records.MEAN_FILE, mean)
+    paths.save_npy(built / records.STD_FILE, std)
     summary = report.to_dict()
     meta = {"format_version": records.FORMAT_VERSION, "name": name,
             "representation": representation, "dim": source.dim, "fps": source.fps,
-            "source": str(source.root.resolve()), "source_format": source_format,
+            "source": str(paths.absolute(source.root)), "source_format": source_format,
             "min_len": min_len, "stats": stats_note, "mirrored_train": mirror,
             "split_sizes": {s: summary["written"].get(s, 0) for s in split_names}}
     (built / records.META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
@@ -151,7 +151,8 @@ def build_records(source_dir: str | pathlib.Path, out_dir: str | pathlib.Path, *
       target.rename(old)
     built.rename(target)
   finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    if tmp.exists():
+      tmp.rmtree()
   return summary
 
 

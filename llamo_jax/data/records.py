@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pathlib
 from typing import Any, Iterable, Mapping
 
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
+from llamo_jax.core import paths
 from llamo_jax.data import sources
 from llamo_jax.motion import skeleton
 
@@ -90,25 +91,30 @@ class _MotionBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     raise NotImplementedError  # _split_generators hands over generators directly.
 
 
-def write_splits(data_dir: str | pathlib.Path, *, name: str, dim: int,
-                 splits: Mapping[str, Iterable[sources.Clip]], description: str = "") -> pathlib.Path:
+def write_splits(data_dir: str | epath.Path, *, name: str, dim: int,
+                 splits: Mapping[str, Iterable[sources.Clip]], description: str = "") -> epath.Path:
   """Writes each split's clips as ArrayRecord shards; returns data_dir/name/VERSION.
 
-  Split iterables are consumed lazily (one clip in memory at a time per split).
+  Split iterables are consumed lazily (one clip in memory at a time per split). A remote
+  `data_dir` (gs://) is written locally first and uploaded: ArrayRecord's writer needs a
+  local file (its reader opens gs:// itself).
   """
   tfds.disable_progress_bar()
-  builder = _MotionBuilder(name=name, dim=dim, splits=splits,
-                           description=description or "Motion clips with captions.",
-                           data_dir=str(data_dir), file_format="array_record")
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      verify_ssl=False, try_download_gcs=False))
-  return pathlib.Path(builder.data_dir)
+  data_dir = epath.Path(data_dir)
+  with paths.staged_dir(data_dir) as local:
+    builder = _MotionBuilder(name=name, dim=dim, splits=splits,
+                             description=description or "Motion clips with captions.",
+                             data_dir=str(local), file_format="array_record")
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        verify_ssl=False, try_download_gcs=False))
+    relative = epath.Path(builder.data_dir).relative_to(local)
+  return data_dir / relative
 
 
 @dataclasses.dataclass(frozen=True)
 class MotionDataset:
   """A built motion dataset: metadata, statistics, and per-split random-access sources."""
-  path: pathlib.Path
+  path: epath.Path
   name: str
   representation: str
   dim: int
@@ -127,9 +133,9 @@ class MotionDataset:
     return tfds.builder_from_directory(str(self.path)).as_data_source(split)
 
 
-def open_dataset(path: str | pathlib.Path) -> MotionDataset:
+def open_dataset(path: str | epath.Path) -> MotionDataset:
   """Opens a dataset directory written by data_pipelines.build_records."""
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   meta_path = path / META_FILE
   if not meta_path.is_file():
     raise FileNotFoundError(f"{path} is not a motion dataset (no {META_FILE}); build one with "
@@ -140,7 +146,7 @@ def open_dataset(path: str | pathlib.Path) -> MotionDataset:
                      f"{FORMAT_VERSION}; rebuild it with data_pipelines.build_records.")
   return MotionDataset(
       path=path, name=meta["name"], representation=meta["representation"], dim=int(meta["dim"]),
-      fps=float(meta["fps"]), mean=np.load(path / MEAN_FILE), std=np.load(path / STD_FILE),
+      fps=float(meta["fps"]), mean=paths.load_npy(path / MEAN_FILE), std=paths.load_npy(path / STD_FILE),
       split_sizes={k: int(v) for k, v in meta["split_sizes"].items()},
       mirrored_train=bool(meta.get("mirrored_train", False)))
 

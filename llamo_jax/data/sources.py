@@ -34,10 +34,12 @@ import collections
 import dataclasses
 import json
 import math
-import pathlib
 from typing import Iterator
 
 import numpy as np
+from etils import epath
+
+from llamo_jax.core import paths
 
 from llamo_jax.motion import representation as representation_lib
 from llamo_jax.motion.skeleton import NUM_JOINTS
@@ -128,9 +130,9 @@ class _FolderSource:
   source_format = ""
   joints_required = True  # Motion-X-style folders may lack joints.
 
-  def __init__(self, root: str | pathlib.Path, representation: str, *, min_len: int = 40,
+  def __init__(self, root: str | epath.Path, representation: str, *, min_len: int = 40,
                fps: float | None = None):
-    self.root = pathlib.Path(root)
+    self.root = epath.Path(root)
     if not self.root.is_dir():
       raise FileNotFoundError(f"Motion source folder {self.root} does not exist; pass --source=DIR "
                               f"pointing at a {self.source_format} folder.")
@@ -147,10 +149,10 @@ class _FolderSource:
   def _folder_fps(self, default: int) -> float:
     return default
 
-  def _feature_path(self, sid: str) -> pathlib.Path:
+  def _feature_path(self, sid: str) -> epath.Path:
     raise NotImplementedError
 
-  def _joints_path(self, sid: str) -> pathlib.Path:
+  def _joints_path(self, sid: str) -> epath.Path:
     raise NotImplementedError
 
   def _all_ids(self) -> list[str]:
@@ -172,7 +174,7 @@ class _FolderSource:
     mean_path, std_path = self.root / self.mean_file, self.root / self.std_file
     if not (mean_path.is_file() and std_path.is_file()):
       return None
-    mean, std = np.load(mean_path).astype(np.float32), np.load(std_path).astype(np.float32)
+    mean, std = paths.load_npy(mean_path).astype(np.float32), paths.load_npy(std_path).astype(np.float32)
     for name, a in ((mean_path, mean), (std_path, std)):
       if a.shape != (self.dim,) or not np.all(np.isfinite(a)):
         raise ValueError(f"{name} must hold {self.dim} finite values for {self.representation}, "
@@ -193,7 +195,7 @@ class _FolderSource:
       report.skip(split, sid, "missing_motion", f"{feature_path} does not exist")
       return
     try:
-      features = np.load(feature_path, allow_pickle=False)
+      features = paths.load_npy(feature_path)
     except Exception as e:  # pylint: disable=broad-except  (any failure = unreadable)
       report.skip(split, sid, "unreadable_file", f"{feature_path}: {type(e).__name__}: {e}")
       return
@@ -259,7 +261,7 @@ class _FolderSource:
         return None
       return np.zeros((0, NUM_JOINTS, 3), np.float32)
     try:
-      joints = np.load(path, allow_pickle=False)
+      joints = paths.load_npy(path)
     except Exception as e:  # pylint: disable=broad-except
       report.skip(split, sid, "unreadable_file", f"{path}: {type(e).__name__}: {e}")
       return None
@@ -284,7 +286,7 @@ class HumanML3DSource(_FolderSource):
 
   source_format = "humanml3d"
 
-  def __init__(self, root: str | pathlib.Path, representation: str = "hml263", *,
+  def __init__(self, root: str | epath.Path, representation: str = "hml263", *,
                min_len: int = 40, fps: float | None = None, features_only: bool = False):
     """features_only: read features and texts alone (no joints; split files optional), as
     evaluation does for another system's outputs."""
@@ -307,10 +309,10 @@ class HumanML3DSource(_FolderSource):
       return float(json.loads(meta.read_text()).get("fps", 20))
     return 20.0
 
-  def _feature_path(self, sid: str) -> pathlib.Path:
+  def _feature_path(self, sid: str) -> epath.Path:
     return self.feature_dir / f"{sid}.npy"
 
-  def _joints_path(self, sid: str) -> pathlib.Path:
+  def _joints_path(self, sid: str) -> epath.Path:
     return self.root / "new_joints" / f"{sid}.npy"
 
   def _read_joints(self, sid: str, num_frames: int, split: str, report: SkipReport) -> np.ndarray | None:
@@ -325,7 +327,7 @@ class MotionXSource(_FolderSource):
   source_format = "motionx"
   joints_required = False
 
-  def __init__(self, root: str | pathlib.Path, representation: str = "hml263", *,
+  def __init__(self, root: str | epath.Path, representation: str = "hml263", *,
                min_len: int = 40, fps: float | None = None):
     super().__init__(root, representation, min_len=min_len, fps=fps)
     if not (self.root / "motion").is_dir():
@@ -347,17 +349,17 @@ class MotionXSource(_FolderSource):
   def _all_ids(self) -> list[str]:
     return sorted(p.stem for p in (self.root / "motion").glob("*.npy"))
 
-  def _feature_path(self, sid: str) -> pathlib.Path:
+  def _feature_path(self, sid: str) -> epath.Path:
     return self.root / "motion" / f"{sid}.npy"
 
-  def _joints_path(self, sid: str) -> pathlib.Path:
+  def _joints_path(self, sid: str) -> epath.Path:
     return self.root / "joints" / f"{sid}.npy"
 
 
 SOURCE_FORMATS = {"humanml3d": HumanML3DSource, "motionx": MotionXSource}
 
 
-def open_source(root: str | pathlib.Path, source_format: str = "humanml3d",
+def open_source(root: str | epath.Path, source_format: str = "humanml3d",
                 representation: str = "hml263", *, min_len: int = 40,
                 fps: float | None = None) -> HumanML3DSource | MotionXSource:
   """A reader for `root` in `source_format` ("humanml3d" | "motionx")."""

@@ -7,14 +7,17 @@ from typing import Sequence
 import grain
 import numpy as np
 import sentencepiece as spm
+from etils import epath
+
+from llamo_jax.core import paths
 
 
-def read_caption_lines(corpus_dir: str | pathlib.Path, split: str) -> list[str]:
+def read_caption_lines(corpus_dir: str | epath.Path, split: str) -> list[str]:
   """Every caption of the clips listed in `corpus_dir/{split}.txt` (HumanML3D layout).
 
   Caption files hold lines `caption#word/POS ...#start#end`; only the caption is kept.
   """
-  root = pathlib.Path(corpus_dir)
+  root = epath.Path(corpus_dir)
   split_file = root / f"{split}.txt"
   if not split_file.exists():
     raise FileNotFoundError(f"{split_file} not found: {root} is not a HumanML3D-layout corpus "
@@ -33,23 +36,27 @@ def read_caption_lines(corpus_dir: str | pathlib.Path, split: str) -> list[str]:
   return lines
 
 
-def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_prefix: str | pathlib.Path) -> pathlib.Path:
+def train_sentencepiece(lines: Sequence[str], vocab_size: int, model_prefix: str | epath.Path) -> epath.Path:
   """Trains a BPE SentencePiece model on `lines`; returns the `.model` path.
 
   Byte fallback keeps unseen characters encodable; ids 0..3 are pad/unk/bos/eos. The files
   are written under a temporary name and renamed, so a killed run leaves no partial `.model`.
   """
-  model_prefix = pathlib.Path(model_prefix)
-  model_prefix.parent.mkdir(parents=True, exist_ok=True)
-  partial = model_prefix.parent / f".{model_prefix.name}-partial"
+  model_prefix = epath.Path(model_prefix)
+  with paths.staged_dir(model_prefix.parent) as local:  # the trainer writes local files only
+    partial = pathlib.Path(local) / f".{model_prefix.name}-partial"
+    _train_sentencepiece(lines, vocab_size, str(partial))
+    for suffix in (".vocab", ".model"):  # the .model last: its presence means the pair is complete
+      pathlib.Path(f"{partial}{suffix}").replace(pathlib.Path(local) / f"{model_prefix.name}{suffix}")
+  return model_prefix.with_suffix(".model")
+
+
+def _train_sentencepiece(lines: Sequence[str], vocab_size: int, model_prefix: str) -> None:
   spm.SentencePieceTrainer.train(
-      sentence_iterator=iter(lines), model_prefix=str(partial), vocab_size=vocab_size,
+      sentence_iterator=iter(lines), model_prefix=model_prefix, vocab_size=vocab_size,
       model_type="bpe", byte_fallback=True, character_coverage=1.0,
       pad_id=0, unk_id=1, bos_id=2, eos_id=3, num_threads=1, minloglevel=2,
       hard_vocab_limit=False)
-  for suffix in (".vocab", ".model"):  # the .model last: its presence means the pair is complete
-    pathlib.Path(f"{partial}{suffix}").replace(f"{model_prefix}{suffix}")
-  return model_prefix.with_suffix(".model")
 
 
 def make_text_loader(token_lists: Sequence[Sequence[int]], *, seq_len: int, global_batch_size: int,

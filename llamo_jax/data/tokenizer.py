@@ -11,12 +11,12 @@ A saved tokenizer directory holds the backend file (`tokenizer.model` or
 from __future__ import annotations
 
 import json
-import pathlib
 from typing import Any, Sequence
 
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2
 import tokenizers
+from etils import epath
 
 from llamo_jax.core.errors import InputError
 
@@ -62,10 +62,10 @@ class Tokenizer:
   # Construction.
   # -------------------------------------------------------------------------
   @classmethod
-  def from_sentencepiece(cls, path: str | pathlib.Path) -> Tokenizer:
+  def from_sentencepiece(cls, path: str | epath.Path) -> Tokenizer:
     """A SentencePiece `.model`; BOS/EOS/pad ids are the model's own (-1 = none)."""
     proto = sentencepiece_model_pb2.ModelProto()
-    proto.ParseFromString(pathlib.Path(path).read_bytes())
+    proto.ParseFromString(epath.Path(path).read_bytes())
     return cls._from_sp_proto(proto)
 
   @classmethod
@@ -77,7 +77,7 @@ class Tokenizer:
     return cls(sp, **ids)
 
   @classmethod
-  def from_hf(cls, path: str | pathlib.Path, *, bos_token: str | None = None,
+  def from_hf(cls, path: str | epath.Path, *, bos_token: str | None = None,
               eos_token: str | None = None, pad_token: str | None = None) -> Tokenizer:
     """An HF `tokenizer.json` (file or the folder holding it).
 
@@ -85,11 +85,11 @@ class Tokenizer:
     beside the file (`bos_token`, `eos_token`, `pad_token`), else from the
     ids in `config.json` there (`bos_token_id`, `eos_token_id`, `pad_token_id`).
     """
-    path = pathlib.Path(path)
+    path = epath.Path(path)
     file = path / HF_FILE if path.is_dir() else path
     if not file.is_file():
       raise FileNotFoundError(f"No HF tokenizer file at {file}.")
-    model = tokenizers.Tokenizer.from_file(str(file))
+    model = tokenizers.Tokenizer.from_str(file.read_text())
     folder = file.parent
     tok_cfg = _read_json(folder / "tokenizer_config.json")
     model_cfg = _read_json(folder / "config.json")
@@ -111,12 +111,12 @@ class Tokenizer:
     return cls(model, **ids)
 
   @classmethod
-  def load(cls, path: str | pathlib.Path) -> Tokenizer:
+  def load(cls, path: str | epath.Path) -> Tokenizer:
     """A tokenizer from a saved dir, a SentencePiece `.model`, a `tokenizer.json` or an HF folder.
 
     A damaged file (truncated, not the format its name says) raises TokenizerFileError.
     """
-    path = pathlib.Path(path)
+    path = epath.Path(path)
     try:
       return cls._load(path)
     except (FileNotFoundError, TokenizerFileError):
@@ -128,7 +128,7 @@ class Tokenizer:
           "before the first checkpoint).") from e
 
   @classmethod
-  def _load(cls, path: pathlib.Path) -> Tokenizer:
+  def _load(cls, path: epath.Path) -> Tokenizer:
     if path.is_file():
       if path.suffix == ".model":
         return cls.from_sentencepiece(path)
@@ -148,7 +148,7 @@ class Tokenizer:
         proto = sentencepiece_model_pb2.ModelProto()
         proto.ParseFromString((path / SP_FILE).read_bytes())
         return cls._from_sp_proto(proto, **ids)
-      return cls(tokenizers.Tokenizer.from_file(str(path / HF_FILE)), **ids)
+      return cls(tokenizers.Tokenizer.from_str((path / HF_FILE).read_text()), **ids)
     if (path / HF_FILE).is_file():
       return cls.from_hf(path)
     if (path / SP_FILE).is_file():
@@ -157,14 +157,14 @@ class Tokenizer:
         f"No tokenizer in {path}: expected {HF_FILE} (HF tokenizers), {SP_FILE} (SentencePiece) "
         f"or a saved llamo_jax tokenizer ({META_FILE}).")
 
-  def save(self, directory: str | pathlib.Path) -> None:
+  def save(self, directory: str | epath.Path) -> None:
     """Writes the backend file and `llamo_tokenizer.json` into `directory`."""
-    directory = pathlib.Path(directory)
+    directory = epath.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if self.backend == "sentencepiece":
       (directory / SP_FILE).write_bytes(self._model.serialized_model_proto())
     else:
-      self._model.save(str(directory / HF_FILE))
+      (directory / HF_FILE).write_text(self._model.to_str())
     meta = {"format_version": FORMAT_VERSION, "backend": self.backend,
             "bos_id": self.bos_id, "eos_id": self.eos_id, "pad_id": self._pad_id}
     (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
@@ -263,5 +263,5 @@ class Tokenizer:
     return self._model.decode([i for i in ids if i not in drop], skip_special_tokens=True)
 
 
-def _read_json(path: pathlib.Path) -> dict:
+def _read_json(path: epath.Path) -> dict:
   return json.loads(path.read_text()) if path.is_file() else {}

@@ -12,14 +12,13 @@ anneal stage uses to drop static clips. The program: `python -m llamo_jax.encode
 from __future__ import annotations
 
 import json
-import pathlib
-import shutil
-import tempfile
 
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 from flax import nnx
 
+from llamo_jax.core import paths
 from llamo_jax.data import records
 from llamo_jax.data import sources
 from llamo_jax.models.motion_vae import FRAMES_PER_LATENT, num_latents
@@ -46,9 +45,10 @@ def with_root_speed(record: dict, rep) -> str:
   return json.dumps(dict(attributes, root_speed=round(speed, 5)), sort_keys=True)
 
 
-def encode_dataset(task: motion_vae.MotionVAETask, model: nnx.Module, data_path: pathlib.Path, out_parent: pathlib.Path, name: str, *,
-                   batch_size: int = 32, overwrite: bool = False) -> pathlib.Path:
+def encode_dataset(task: motion_vae.MotionVAETask, model: nnx.Module, data_path: str | epath.Path, out_parent: str | epath.Path,
+                   name: str, *, batch_size: int = 32, overwrite: bool = False) -> epath.Path:
   """Writes OUT_PARENT/NAME (see the module docstring) with `task`'s VAE `model`; returns its path."""
+  data_path, out_parent = epath.Path(data_path), epath.Path(out_parent)
   dataset = records.open_dataset(data_path)
   rep = task.representation
   if dataset.representation != rep.name:
@@ -82,23 +82,25 @@ def encode_dataset(task: motion_vae.MotionVAETask, model: nnx.Module, data_path:
   if "train" not in splits:
     raise ValueError(f"{data_path} has no train split to compute latent statistics from.")
   out_parent.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=out_parent))
+  tmp = paths.temp_sibling(target)
+  tmp.mkdir()
   try:
     built = records.write_splits(tmp, name=name, dim=model.cfg.latent_dim,
                                  splits={s: encoded_clips(s) for s in splits},
                                  description=f"VAE latents of {data_path}")
     stacked = np.concatenate(train_latents)
-    np.save(built / records.MEAN_FILE, stacked.mean(0).astype(np.float32))
-    np.save(built / records.STD_FILE, np.maximum(stacked.std(0), 1e-6).astype(np.float32))
+    paths.save_npy(built / records.MEAN_FILE, stacked.mean(0).astype(np.float32))
+    paths.save_npy(built / records.STD_FILE, np.maximum(stacked.std(0), 1e-6).astype(np.float32))
     meta = {"format_version": records.FORMAT_VERSION, "name": name,
             "representation": LATENT_PREFIX + rep.name, "dim": model.cfg.latent_dim, "fps": rep.fps / FRAMES_PER_LATENT,
-            "source": str(pathlib.Path(data_path).resolve()), "source_format": "records",
+            "source": str(paths.absolute(data_path)), "source_format": "records",
             "min_len": 1, "stats": f"latent mean/std over {len(stacked)} train latents",
             "split_sizes": {s: (n if s in splits else 0) for s, n in dataset.split_sizes.items()}}
     (built / records.META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
     if target.exists():
-      shutil.rmtree(target)
+      target.rmtree()
     built.rename(target)
   finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    if tmp.exists():
+      tmp.rmtree()
   return target

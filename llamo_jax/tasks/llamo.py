@@ -21,7 +21,6 @@ Config keys (see configs/llamo.py):
 from __future__ import annotations
 
 import json
-import pathlib
 from typing import Any, Iterator
 
 import jax
@@ -34,6 +33,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from llamo_jax.convert import pretrained
+from llamo_jax.core import paths
 from llamo_jax.data import records
 from llamo_jax.data import sequences
 from llamo_jax.data.tokenizer import Tokenizer
@@ -45,6 +45,8 @@ from llamo_jax.generation import text_to_motion
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models.motion_vae import FRAMES_PER_LATENT
 from llamo_jax.tasks import evaluator as evaluator_lib
+from llamo_jax.models import motion_vae as motion_vae_lib
+from llamo_jax.models import presets
 from llamo_jax.tasks import latents as latents_lib
 from llamo_jax.tasks import lm
 from llamo_jax.tasks import motion_vae
@@ -95,33 +97,68 @@ class LLaMoTask(task_lib.Task):
     self.vae_task, self.vae, vae_step = runs.restore(self.vae_config, cfg.vae.workdir, motion_vae.MotionVAETask)
     logging.info("motion VAE %s at step %d", cfg.vae.workdir, vae_step)
     self.representation = self.vae_task.representation
-    latents_dir = pathlib.Path(self.latents_path)
+    latents_dir = epath.Path(self.latents_path)
     if jax.process_index() == 0 and not (latents_dir / records.META_FILE).exists():
-      data_path = pathlib.Path(self.vae_config.data.path)
+      data_path = epath.Path(self.vae_config.data.path)
       latents_lib.encode_dataset(self.vae_task, self.vae, data_path, latents_dir.parent, latents_dir.name)
       logging.info("encoded %s into latent records %s", data_path, latents_dir)
     multihost_utils.sync_global_devices("llamo_latents")
     latents = records.open_dataset(latents_dir)
     self.latent_mean, self.latent_std = latents.mean, latents.std
 
-    base_config = pretrained.read_config(pretrained_dir)
-    llama = dict(base_config.to_dict(), **cfg.model.get("llama", ml_collections.ConfigDict()).to_dict())
-    model = {k: v for k, v in cfg.model.to_dict().items() if k != "llama"}
-    if not model.get("latent_dim"):
-      model["latent_dim"] = self.vae.cfg.latent_dim
-    if model["latent_dim"] != latents.dim:
-      raise ValueError(f"config.model.latent_dim={model['latent_dim']} but the latents at {latents_dir} are "
-                       f"{latents.dim}-dim; set it to 0 to use the VAE's.")
-    self.model_config = llamo_lib.LLaMoConfig.from_dict(dict(model, llama=llama))
-    self.tokenizer = Tokenizer.load(pathlib.Path(pretrained_dir) / pretrained.TOKENIZER_DIR)
+    self.model_config = self._model_config(pretrained.read_config(pretrained_dir), self.vae.cfg.latent_dim)
+    if self.model_config.latent_dim != latents.dim:
+      raise ValueError(f"config.model.latent_dim={self.model_config.latent_dim} but the latents at "
+                       f"{latents_dir} are {latents.dim}-dim; set it to 0 to use the VAE's.")
+    self.tokenizer = Tokenizer.load(epath.Path(pretrained_dir) / pretrained.TOKENIZER_DIR)
     self.bom, self.eom = llamo_lib.bom_id(self.model_config), llamo_lib.eom_id(self.model_config)
+
+  def _model_config(self, base: Any, vae_latent_dim: int) -> llamo_lib.LLaMoConfig:
+    """config.model over the base LLM's LlamaConfig (run-time overrides from config.model.llama);
+    latent_dim 0 = the VAE's."""
+    cfg = self.config
+    llama = dict(base.to_dict(), **cfg.model.get("llama", ml_collections.ConfigDict()).to_dict())
+    model = {k: v for k, v in cfg.model.to_dict().items() if k != "llama"}
+    model["latent_dim"] = model.get("latent_dim") or vae_latent_dim
+    return llamo_lib.LLaMoConfig.from_dict(dict(model, llama=llama))
+
+  def prepare_shapes(self) -> None:
+    """Model shapes without weights or data: the base from config.base.pretrained when it is a
+    pretrained dir, else the preset config.base.preset; latent_dim 0 = the VAE run's
+    (config.vae.workdir) when it exists, else the VAE preset's default."""
+    cfg = self.config
+    if cfg.base.pretrained and pretrained.is_pretrained_dir(cfg.base.pretrained):
+      base = pretrained.read_config(cfg.base.pretrained)
+    elif cfg.base.get("preset", ""):
+      base = presets.get_preset(cfg.base.preset)
+    else:
+      raise ValueError(f"config.base.pretrained={cfg.base.pretrained!r} is not a pretrained dir and "
+                       "config.base.preset is empty: name the base's shapes with --config.base.preset "
+                       f"(one of {sorted(presets.PRESETS)}).")
+    vae_latent_dim = motion_vae_lib.MotionVAEConfig.latent_dim
+    if cfg.vae.workdir and (epath.Path(cfg.vae.workdir) / "config.json").exists():
+      vae_latent_dim = runs.load_run_config(cfg.vae.workdir, task="motion_vae").model.latent_dim
+    self.model_config = self._model_config(base, vae_latent_dim)
+    logging.info("shapes (no weights, no data): %s", self.model_config)
+
+  def abstract_batch(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The packed rows `sequences.make_llamo_loader` yields: [B, T] per token, [B, T, C] latents."""
+    seq_len, c = int(self.config.data.seq_len), self.model_config.latent_dim
+    dtypes = {"tokens": jnp.int32, "modality": jnp.int32, "text_targets": jnp.int32,
+              "positions": jnp.int32, "segment_ids": jnp.int32, "text_mask": jnp.float32,
+              "flow_mask": jnp.float32, "exit_labels": jnp.float32, "exit_mask": jnp.float32,
+              "cond_mask": jnp.float32}
+    batch = {k: jax.ShapeDtypeStruct((batch_size, seq_len), d) for k, d in dtypes.items()}
+    batch.update({k: jax.ShapeDtypeStruct((batch_size, seq_len, c), jnp.float32)
+                  for k in sequences.LATENT_FEATURES})
+    return batch
 
   @property
   def latents_path(self) -> str:
     if self.config.data.get("latents", ""):
       return self.config.data.latents
-    name = pathlib.Path(self.vae_config.data.path).name  # set in prepare
-    return str(pathlib.Path(self.config.vae.workdir) / "latents" / f"{name}_latents")
+    name = epath.Path(self.vae_config.data.path).name  # set in prepare
+    return str(epath.Path(self.config.vae.workdir) / "latents" / f"{name}_latents")
 
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return llamo_lib.LLaMo(self.model_config, rngs=rngs)
@@ -239,9 +276,10 @@ class LLaMoTask(task_lib.Task):
       for row, joints in enumerate(motions):
         i, j = row % len(prompts), row // len(prompts)
         if j == 0:
-          np.save(out / f"t2m_{i}.npy", joints)
-          stick_figure.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps,
-                               caption=prompts[i])
+          paths.save_npy(out / f"t2m_{i}.npy", joints)
+          with paths.staged_dir(out) as local:  # matplotlib writes local files; out may be gs://
+            stick_figure.render_motion(joints, local / f"t2m_{i}.gif", fps=self.representation.fps,
+                                       caption=prompts[i])
           images[f"t2m/{i}"] = stick_figure.render_frames_image(joints, prompts[i])[None]
         entry = {"prompt": prompts[i], "sample": j, "frames": int(joints.shape[0])}
         if expect:

@@ -68,6 +68,26 @@ class LanguageModelTask(task_lib.Task):
       raise ValueError(f"The tokenizer has {self.tokenizer.vocab_size} tokens but config.model.vocab_size is "
                        f"{self.model_config.vocab_size}; set config.model.vocab_size=0 to size it from the tokenizer.")
 
+  def prepare_shapes(self) -> None:
+    """Model shapes without data: vocab_size 0 = the pretrained model's (init_from), else the
+    SentencePiece size the run would train (tokenizer_vocab_size)."""
+    cfg = self.config
+    model_dict = cfg.model.to_dict()
+    if not model_dict.get("vocab_size"):
+      if cfg.get("init_from", ""):
+        model_dict["vocab_size"] = pretrained.read_config(cfg.init_from).vocab_size
+      elif cfg.get("tokenizer", ""):
+        raise ValueError("config.model.vocab_size=0 with config.tokenizer: set the vocab size to compile "
+                         "without reading the tokenizer (--config.model.vocab_size=N).")
+      else:
+        model_dict["vocab_size"] = int(cfg.tokenizer_vocab_size)
+    self.model_config = LlamaConfig.from_dict(model_dict)
+
+  def abstract_batch(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """The packed rows `data.text.make_text_loader` yields: int32 [B, T]."""
+    shape = (batch_size, int(self.config.data.seq_len))
+    return {k: jax.ShapeDtypeStruct(shape, jnp.int32) for k in ("tokens", "segment_ids", "positions")}
+
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return Llama(self.model_config, rngs=rngs)
 

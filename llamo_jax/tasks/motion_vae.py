@@ -35,12 +35,30 @@ class MotionVAETask(task_lib.Task):
       corpus_dir = prepare.ensure_synthetic_corpus(cfg.data.corpus)
       prepare.ensure_records(corpus_dir, cfg.data.path, cfg.data.representation,
                              mirror=bool(cfg.data.get("mirror", False)))
+    self._build(*motion_pipeline.load_stats(cfg.data))
+
+  def prepare_shapes(self) -> None:
+    """The model and loss without data: the loss's normalisation stats are placeholders
+    (zeros / ones of the representation's dim), which change no shape."""
+    dim = representation_lib.get_representation(self.config.data.representation).dim
+    self._build(np.zeros((dim,), np.float32), np.ones((dim,), np.float32))
+
+  def _build(self, mean: np.ndarray, std: np.ndarray) -> None:
+    cfg = self.config
     self.representation = representation_lib.get_representation(cfg.data.representation)
     self.model_config = MotionVAEConfig.from_dict({**cfg.model.to_dict(), "input_dim": self.representation.dim})
-    self.mean, self.std = motion_pipeline.load_stats(cfg.data)
+    self.mean, self.std = mean, std
     self.loss_fn = vae_loss.VAELoss(
         vae_loss.VAELossConfig.from_dict({**cfg.loss.to_dict(), "representation": self.representation.name}),
         self.mean, self.std)
+
+  def abstract_batch(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """What the loss reads of `data.pipeline`'s batches: features [B, T, D], mask [B, T], length
+    [B], T the stage's data.max_len."""
+    t = int(self.stage_config().data.max_len)
+    return {"features": jax.ShapeDtypeStruct((batch_size, t, self.representation.dim), jnp.float32),
+            "mask": jax.ShapeDtypeStruct((batch_size, t), jnp.bool_),
+            "length": jax.ShapeDtypeStruct((batch_size,), jnp.int32)}
 
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return MotionVAE(self.model_config, rngs=rngs)

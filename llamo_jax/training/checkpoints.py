@@ -126,6 +126,13 @@ class FiniteFlags:
     if first_bad != self._NONE:
       raise non_finite_error("The train state became non-finite (NaN/inf in the loss or parameters)",
                              first_bad, last_saved)
+def saved_steps(directory: str | epath.Path) -> list[int]:
+  """The finalized checkpoint steps under `directory` (none if it does not exist), without
+  creating anything there: for tools that look at a run from outside (sweeps)."""
+  directory = epath.Path(directory)
+  if not directory.exists():
+    return []
+  return sorted(ocp.utils.checkpoint_steps(directory))
 
 
 class Checkpointer:

@@ -13,6 +13,7 @@ import ml_collections
 from etils import epath
 from flax import nnx
 
+from llamo_jax.core import paths
 from llamo_jax.core import sharding
 from llamo_jax.core.errors import InputError
 from llamo_jax.training import checkpoints
@@ -122,7 +123,7 @@ def check_config_against_workdir(config: ml_collections.ConfigDict, workdir: epa
 def restore(config: ml_collections.ConfigDict, workdir: str | epath.Path, make_task: TaskFactory,
             step: int | None = None) -> tuple[Task, nnx.Module, int]:
   """(prepared task, model with the checkpoint's weights, step) of a training workdir (latest step by default)."""
-  workdir = epath.Path(workdir).resolve()
+  workdir = paths.absolute(workdir)
   ckpt = checkpoints.Checkpointer(workdir / "checkpoints", async_save=False)
   step = ckpt.latest_step if step is None else step
   if step is None:

@@ -33,20 +33,65 @@ def stage_state(task: Task, model: nnx.Module, stage: Stage, mesh: jax.sharding.
   stage's weights, so each stage starts with a fresh optimizer over its own partition.
   """
   task.set_stage(stage)
-  graphdef, params, frozen = nnx.split(model, task.trainable, ...)
-  if not jax.tree.leaves(params):
-    raise ValueError(f"Stage {stage.name!r} selects no trainable parameters; check the task's stage filters.")
-  tx, schedule = optimizer_lib.make_optimizer(stage.optimizer, stage.end - stage.start, params)
-  param_shardings = jax.tree.map(lambda x: x.sharding, params)
-  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  opt_shardings = optax.tree_map_params(
-      tx, lambda _, s: s, jax.eval_shape(tx.init, params), param_shardings,
-      transform_non_params=lambda _: replicated,
-      is_leaf=lambda x: isinstance(x, nnx.Variable))
+  graphdef, params, frozen = _split_for_stage(model, task, stage)
+  tx, schedule, opt_shardings, replicated = _optimizer_layout(stage, params, mesh)
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
   state = {"step": jax.device_put(jnp.asarray(step, jnp.int32), replicated),
            "params": params, "opt_state": opt_state, "frozen": frozen}
   return graphdef, state, tx, schedule
+
+
+def abstract_stage_state(config: ml_collections.ConfigDict, task: Task, stage: Stage,
+                         mesh: jax.sharding.Mesh, rules: Any
+                         ) -> tuple[nnx.GraphDef, dict[str, Any], optax.GradientTransformation, optax.Schedule]:
+  """`stage_state` of a fresh model as ShapeDtypeStructs with their shardings: nothing is
+  allocated (ahead-of-time compiles, llamo_jax/train_compile.py). Same layout as the
+  trainer's state: same split, optimizer and shardings."""
+  task.set_stage(stage)
+  # jax.eval_shape, not nnx.eval_shape (see sharding.abstract_state); the graphdef is static.
+  graphdef, params, frozen = jax.eval_shape(
+      lambda: _split_for_stage(task.make_model(nnx.Rngs(config.seed)), task, stage))
+
+  def with_shardings(tree):
+    return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s),
+                        tree, sharding.state_shardings(tree, mesh, rules))
+
+  params, frozen = with_shardings(params), with_shardings(frozen)
+  tx, schedule, opt_shardings, replicated = _optimizer_layout(stage, params, mesh)
+  # Shardings are a prefix of the state (a masked-out subtree has one sharding, no leaves).
+  opt_state = jax.tree.map(
+      lambda s, sub: jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), sub),
+      opt_shardings, jax.eval_shape(tx.init, params))
+  state = {"step": jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated),
+           "params": params, "opt_state": opt_state, "frozen": frozen}
+  return graphdef, state, tx, schedule
+
+
+def _split_for_stage(model: nnx.Module, task: Task, stage: Stage):
+  graphdef, params, frozen = nnx.split(model, task.trainable, ...)
+  if not jax.tree.leaves(params):
+    raise ValueError(f"Stage {stage.name!r} selects no trainable parameters; check the task's stage filters.")
+  return graphdef, params, frozen
+
+
+def _optimizer_layout(stage: Stage, params: Any, mesh: jax.sharding.Mesh):
+  """(tx, schedule, shardings of tx.init(params), the replicated sharding): optimizer state
+  shards like its params; counters and other non-param leaves are replicated."""
+  tx, schedule = optimizer_lib.make_optimizer(stage.optimizer, stage.end - stage.start, params)
+  param_shardings = jax.tree.map(lambda x: x.sharding, params)
+  replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  out = {}
+
+  def layout():  # traced, not run: tree_map_params calls tx.init, and nothing may execute on
+    # the compile-only devices of a topology (train_compile)
+    out["shardings"] = optax.tree_map_params(
+        tx, lambda _, s: s, jax.eval_shape(tx.init, params), param_shardings,
+        transform_non_params=lambda _: replicated,
+        is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return ()
+
+  jax.eval_shape(layout)
+  return tx, schedule, out["shardings"], replicated
 
 
 def init_train_state(config: ml_collections.ConfigDict, task: Task, mesh: jax.sharding.Mesh,

@@ -36,6 +36,18 @@ class Task(abc.ABC):
   def prepare(self) -> None:
     """One-off work before the run (e.g. build a corpus or tokenizer if absent)."""
 
+  def prepare_shapes(self) -> None:
+    """Instead of `prepare`: sets up what `make_model` and `abstract_batch` need from the
+    config alone, reading no weights and no data (an ahead-of-time compile,
+    llamo_jax/train_compile.py)."""
+    raise NotImplementedError(f"config.task={self.config.get('task')!r} cannot be compiled ahead of "
+                              "time: its task has no prepare_shapes.")
+
+  def abstract_batch(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
+    """Shapes and dtypes of a global device batch of `batch_size` rows for the current stage
+    (what `global_batch` makes of a loader's batch; after `prepare_shapes`)."""
+    raise NotImplementedError(f"config.task={self.config.get('task')!r} has no abstract_batch.")
+
   @abc.abstractmethod
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
     """Builds the model with fresh weights (called under jit, so it gets created sharded)."""
@@ -65,7 +77,7 @@ class Task(abc.ABC):
 
   def global_batch(self, batch: dict[str, Any]) -> dict[str, jax.Array]:
     """A per-host batch as global arrays split over the mesh's batch axes."""
-    batch_sharding = sharding.batch_sharding(self.mesh)
+    batch_sharding = sharding.batch_sharding(self.mesh, sharding.active_rules())
     return {k: jax.make_array_from_process_local_data(batch_sharding, v)
             for k, v in self.device_batch(batch).items()}
 

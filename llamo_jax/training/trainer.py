@@ -22,10 +22,13 @@ from clu import periodic_actions
 from etils import epath
 from flax import nnx
 
+from llamo_jax.core import hardware
+from llamo_jax.core import paths
 from llamo_jax.core import sharding
 from llamo_jax.training import checkpoints
 from llamo_jax.training import preemption as preemption_lib
 from llamo_jax.training import runs
+from llamo_jax.training.stages import Stage
 from llamo_jax.training.stages import stage_at
 from llamo_jax.training.stages import stage_plan
 from llamo_jax.training.state import abstract_of
@@ -37,11 +40,13 @@ NonFiniteError = checkpoints.NonFiniteError  # a logged metric or the train stat
 
 
 def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: jax.Array,
+                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: int | jax.Array,
                     stage_start: int = 0):
   """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller.
 
   The schedule runs on steps since `stage_start` (each stage has a fresh optimizer).
+  `base_rng`: a key, or an int seed made into one inside the step (then nothing runs
+  eagerly: train_compile traces for devices it cannot run on).
   """
 
   def loss_and_grads(params, frozen, batch, rng):
@@ -52,7 +57,8 @@ def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransf
 
   def train_step(state, batch):
     step = state["step"]
-    rng = jax.random.fold_in(base_rng, step)
+    key = jax.random.key(base_rng) if isinstance(base_rng, int) else base_rng
+    rng = jax.random.fold_in(key, step)
     if grad_accum_steps == 1:
       (loss, metrics), grads = loss_and_grads(state["params"], state["frozen"], batch, rng)
     else:
@@ -85,6 +91,26 @@ def _all_finite(tree: Any) -> jax.Array:
   """Whether every float leaf of `tree` is free of NaN/inf (one fused reduction)."""
   flags = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
   return jnp.stack(flags).all() if flags else jnp.asarray(True)
+def compile_train_step(config: ml_collections.ConfigDict, task: Task, stage: Stage, graphdef: nnx.GraphDef,
+                       tx: optax.GradientTransformation, schedule: optax.Schedule, state: Any,
+                       batch: dict[str, Any], mesh: jax.sharding.Mesh, rules: sharding.Rules) -> Any:
+  """The train step of `stage`, jitted with the state's shardings, the batch split over the
+  mesh's batch axes and the state donated, lowered for (state, batch) and compiled.
+
+  `state` and `batch` may be arrays or ShapeDtypeStructs with shardings (train_compile
+  compiles for a TPU topology without weights or data). Checks first that the batch splits
+  over the data-parallel devices (and into config.grad_accum_steps microbatches).
+  Trace it under `sharding.mesh_context(mesh, rules)` so activation hints apply.
+  """
+  accum = int(config.get("grad_accum_steps", 1))
+  sharding.check_global_batch(next(iter(jax.tree.leaves(batch))).shape[0], mesh, rules, accum)
+  state_shardings = jax.tree.map(lambda x: x.sharding, state)
+  step_fn = jax.jit(
+      make_train_step(task, graphdef, tx, schedule, accum, int(config.seed), stage.start),
+      in_shardings=(state_shardings, sharding.batch_sharding(mesh, rules)),
+      out_shardings=(state_shardings, None),
+      donate_argnums=(0,))
+  return step_fn.lower(state, batch).compile()
 
 
 def compiled_flops(compiled: Any) -> float:
@@ -144,7 +170,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   Returns the last logged training metrics (averaged over the last log interval).
   """
   # ------------------------------------------------------------------ setup
-  workdir = epath.Path(workdir).resolve()  # orbax needs absolute paths
+  workdir = paths.absolute(workdir)  # orbax needs absolute paths; gs:// stays as it is
   if config.get("pipeline_order", None):
     runs.make_workdir(workdir)
     runs.check_config_against_workdir(config, workdir)
@@ -228,7 +254,7 @@ def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures) ->
                           "checkpoint(s) %s were moved to %s for inspection", resume_step,
                           [f.step for f in failures], aside)
       stopped, last_metrics = _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
-                                           ckpt, writer, hooks, preemption, mesh, last_metrics)
+                                           ckpt, writer, hooks, preemption, mesh, rules, last_metrics)
       if stopped is None:
         break
       model = stopped
@@ -240,7 +266,7 @@ def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures) ->
 
 
 def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter, ckpt, writer, hooks,
-                 preemption, mesh, last_metrics):
+                 preemption, mesh, rules, last_metrics):
   """Runs `stage` from the state's step to its end.
 
   Returns (the model after the stage, or None if the run stopped early; last metrics).
@@ -250,16 +276,11 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
     return nnx.merge(graphdef, state["params"], state["frozen"]), last_metrics
 
   # ------------------------------------------------------------------ train step
-  state_shardings = jax.tree.map(lambda x: x.sharding, state)
   batch = next(train_iter)
-  accum = int(config.get("grad_accum_steps", 1))
-  step_fn = jax.jit(
-      make_train_step(task, graphdef, tx, schedule, accum, jax.random.key(config.seed), stage.start),
-      in_shardings=(state_shardings, sharding.batch_sharding(mesh)),
-      out_shardings=(state_shardings, None),
-      donate_argnums=(0,)).lower(state, task.global_batch(batch)).compile()
+  step_fn = compile_train_step(config, task, stage, graphdef, tx, schedule, state,
+                               task.global_batch(batch), mesh, rules)
   step_flops = compiled_flops(step_fn)
-  peak_flops = float(config.get("peak_tflops_per_device", 0.0)) * 1e12
+  peak_flops = hardware.peak_flops(mesh.devices.flat[0], config.get("peak_tflops_per_device", None))
   unit, per_batch = task.units_per_batch(task.device_batch(batch))
   per_batch *= jax.process_count()
 

@@ -180,3 +180,15 @@ def test_sharded_prefill_and_decode_match_single_device_forward(reference):
       outs.append(logits)
   assert not cache.k.sharding.is_fully_replicated  # batch and kv heads split
   np.testing.assert_allclose(jnp.concatenate(outs, axis=1), ref_logits, atol=2e-5)
+
+
+def test_global_batch_must_split_over_the_data_parallel_devices():
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  assert sharding.batch_shards(mesh) == 4  # batch -> (replica, data, fsdp)
+  sharding.check_global_batch(8, mesh)
+  sharding.check_global_batch(16, mesh, grad_accum_steps=4)
+  with pytest.raises(ValueError, match=r"global batch of 6 .* 4 data-parallel devices .* multiple of 4 \(e.g. 4 or 8\)"):
+    sharding.check_global_batch(6, mesh)
+  with pytest.raises(ValueError, match=r"in 4 microbatches .* multiple of 16"):
+    sharding.check_global_batch(8, mesh, grad_accum_steps=4)
+  sharding.check_global_batch(2, mesh, sharding.rules_from_config([("batch", "data")]))
