@@ -1,6 +1,6 @@
 r"""Text-motion evaluators: training wall time and held-out R-precision of real motions.
 
-  python bench/bench_evaluators.py [--presets=guo,tmr] [--rep=hml263] [--root=/work/evaluators] \
+  python bench/bench_evaluators.py [--presets=guo,tmr] [--rep=hml263] [--root=workdirs/evaluators] \
       [--steps=0] [--split=test] [--write]
 
 For each preset: trains configs/evaluator.py:PRESET[,rep=REP] in ROOT/PRESET_REP with
@@ -31,7 +31,7 @@ import benchmarks_md  # bench/benchmarks_md.py  # pylint: disable=g-import-not-a
 
 _PRESETS = flags.DEFINE_list("presets", ["guo", "tmr"], "configs/evaluator.py presets.")
 _REP = flags.DEFINE_enum("rep", "hml263", ["hml263", "mm272"], "Motion representation.")
-_ROOT = flags.DEFINE_string("root", "/work/evaluators", "Where the runs live (ROOT/PRESET_REP).")
+_ROOT = flags.DEFINE_string("root", "workdirs/evaluators", "Where the runs live (ROOT/PRESET_REP).")
 _STEPS = flags.DEFINE_integer("steps", 0, "Override total_steps (0: the config's).")
 _SPLIT = flags.DEFINE_string("split", "test", "Records split to measure.")
 _TRAIN = flags.DEFINE_bool("train", True, "Train (or resume) before measuring.")
