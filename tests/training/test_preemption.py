@@ -12,13 +12,19 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
-def test_sigterm_saves_and_stops(tmp_path, caption_corpus_dir):
+def _long_run(workdir, corpus):
+  """(env, command) of an lm:tiny run long enough to be stopped by a signal."""
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
   env["JAX_PLATFORMS"] = "cpu"
-  cmd = [sys.executable, "-m", "llamo_jax.train", f"--config=configs/lm.py:tiny,corpus_dir={caption_corpus_dir}",
-         f"--workdir={tmp_path}", "--config.total_steps=100000", "--config.log_every=1",
+  cmd = [sys.executable, "-m", "llamo_jax.train", f"--config=configs/lm.py:tiny,corpus_dir={corpus}",
+         f"--workdir={workdir}", "--config.total_steps=100000", "--config.log_every=1",
          "--config.eval_every=0", "--config.checkpoint_every=100000", "--config.tokenizer_vocab_size=300",
          "--config.data.seq_len=32", "--config.data.batch_size=8"]
+  return env, cmd
+
+
+def test_sigterm_saves_and_stops(tmp_path, caption_corpus_dir):
+  env, cmd = _long_run(tmp_path, caption_corpus_dir)
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   lines, deadline = [], time.time() + 240
   for line in proc.stdout:  # wait until training steps are being logged
@@ -37,12 +43,7 @@ def test_sigterm_saves_and_stops(tmp_path, caption_corpus_dir):
 
 @pytest.mark.slow  # a full start-up in a subprocess; the default run has test_sigterm_saves_and_stops
 def test_sigterm_during_start_up_stops_cleanly_at_the_first_step(tmp_path, caption_corpus_dir):
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env["JAX_PLATFORMS"] = "cpu"
-  cmd = [sys.executable, "-m", "llamo_jax.train", f"--config=configs/lm.py:tiny,corpus_dir={caption_corpus_dir}",
-         f"--workdir={tmp_path}", "--config.total_steps=100000", "--config.log_every=1",
-         "--config.eval_every=0", "--config.checkpoint_every=100000", "--config.tokenizer_vocab_size=300",
-         "--config.data.seq_len=32", "--config.data.batch_size=8"]
+  env, cmd = _long_run(tmp_path, caption_corpus_dir)
   proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
   lines = []
   for line in proc.stdout:  # jax is up; the tokenizer, model and step compilation are still to come
