@@ -163,6 +163,8 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
                                              [c.attributes for c in clips], fps)
     if attrs:
       entry["attributes"] = {f.split: attrs}
+    entry["length"] = action_checks.length_agreement([len(c.features) for c in clip_set],
+                                                     [len(c.features) for c in clips])
     t2m_out["rows"][name] = entry
 
   # The zero-shot split (held-out combinations of the synthetic corpus): attribute accuracy on its own.
@@ -184,6 +186,10 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
   for _, chunk in _batches(clips, f.batch_size, "LLaMo captioning"):
     captions += task.caption_motions(inference, [c.features for c in chunk], max_new_tokens=f.max_caption_tokens)
   m2t = text_metrics.m2t_metrics(captions, [list(c.captions) for c in clips], f.bertscore_model)
+  recall = action_checks.caption_recall([action_checks.named_actions(g, c.attributes)
+                                         for g, c in zip(captions, clips) if c.attributes])
+  if recall:
+    m2t["action_recall"] = recall
   m2t_out = {"step": step, "split": f.split, "rows": {"LLaMo": {"m2t": m2t}},
              "normalisation": text_metrics.normalize_caption.__doc__,
              "not_computed": {} if "bertscore" in m2t else {"bertscore": "no --bertscore_model given"},
@@ -193,6 +199,12 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
            f"evaluator {f.evaluator} (step {t2m_out['evaluator_step']})\n\n" +
            tables.t2m_table({k: v["t2m"] for k, v in t2m_out["rows"].items()}) +
            f"\nM2T, {len(clips)} clips (x100)\n\n" + tables.m2t_table({"LLaMo": m2t}))
+  if any("attributes" in row for row in t2m_out["rows"].values()):
+    table += ("\nAgreement with the text (eval/action_checks.py; percent, per action: accuracy (segments))\n\n" +
+              tables.agreement_table(t2m_out["rows"]))
+  if recall:
+    table += (f"\nCaptions name {100 * recall['actions']:.1f}% of the clips' {recall['num_actions']} actions and "
+              f"the first action of {100 * recall['first_action']:.1f}% of {recall['num_clips']} clips.\n")
   (workdir / "eval_t2m.json").write_text(json.dumps(t2m_out, indent=2))
   (workdir / "eval_m2t.json").write_text(json.dumps(m2t_out, indent=2))
   (workdir / "eval_table.md").write_text(table)

@@ -21,7 +21,11 @@ and reports accuracy per segment, per clip (every segment passes) and per action
 
 Motion to text. `named_actions(caption, attributes)` lists, for each action of a
 clip's attribute record (idle excepted), whether the caption names it with one
-of the words the corpus's caption grammar uses for it.
+of the words the corpus's caption grammar uses for it; `caption_recall` sums those over clips
+(every action, and the first action of each clip).
+
+Length. `length_agreement(generated, reference)` is the fraction of generated motions whose
+length lies within LENGTH_TOLERANCE of their reference clip's (the exit head stops in time).
 """
 from __future__ import annotations
 
@@ -41,6 +45,7 @@ _ACTION_WORDS = {
     "turn": r"turn|rotat", "spin": r"spin|full circle", "jump": r"jump|leap|hop",
     "squat": r"squat|crouch", "wave": r"wav", "raise": r"rais|lift|puts", "punch": r"punch|jab",
     "kick": r"kick", "clap": r"clap", "sit_down": r"sits|seat", "stand_up": r"stands up|gets up|rises"}
+LENGTH_TOLERANCE = 0.25
 _KEYS = ("direction", "turn_side", "side", "seated_change") + _LOWER_BOUNDS
 
 
@@ -164,3 +169,24 @@ def named_actions(caption: str, attributes: str | dict[str, Any]) -> list[tuple[
   actions = dict.fromkeys(s["action"] for s in segments if s["action"] in _ACTION_WORDS)
   text = caption.lower()
   return [(a, re.search(rf"\b({_ACTION_WORDS[a]})", text) is not None) for a in actions]
+
+
+def caption_recall(named: list[list[tuple[str, bool]]]) -> dict[str, Any]:
+  """`named_actions` of many clips -> {"actions": fraction of actions named, "first_action":
+  fraction of clips whose first action is named, "num_actions", "num_clips"} ({} if none)."""
+  named = [n for n in named if n]
+  if not named:
+    return {}
+  every = [ok for n in named for _, ok in n]
+  return {"actions": float(np.mean(every)), "first_action": float(np.mean([n[0][1] for n in named])),
+          "num_actions": len(every), "num_clips": len(named)}
+
+
+def length_agreement(generated: list[int], reference: list[int], tolerance: float = LENGTH_TOLERANCE
+                     ) -> dict[str, float]:
+  """{"within": fraction of generated lengths within +-tolerance of the reference length,
+  "median_ratio": median generated / reference} (lengths in frames, reference > 0)."""
+  if len(generated) != len(reference) or not generated:
+    raise ValueError(f"{len(generated)} generated lengths for {len(reference)} reference lengths.")
+  ratio = np.asarray(generated, np.float64) / np.maximum(np.asarray(reference, np.float64), 1.0)
+  return {"within": float(np.mean(np.abs(ratio - 1.0) <= tolerance)), "median_ratio": float(np.median(ratio))}

@@ -4,7 +4,9 @@ T2M (HumanML3D tables): R-precision top-1, top-2, top-3 (higher is better), FID 
 MM-Dist (lower), Diversity (closest to the real motions'), MultiModality (higher), each
 "mean ± ci95". M2T: BLEU@1, BLEU@4, ROUGE-L, CIDEr, BERTScore, x100 as the papers print
 them; a metric that was not computed shows "n/c" (never 0). Input rows are the dicts of
-eval/t2m_protocol.py and eval/text_metrics.py.
+eval/t2m_protocol.py and eval/text_metrics.py. Agreement with the text on synthetic corpora
+(eval/action_checks.py): attribute accuracy per segment and per clip, generated lengths within
++-25% of the reference, and accuracy per action.
 """
 from __future__ import annotations
 
@@ -41,4 +43,17 @@ def m2t_table(rows: dict[str, dict]) -> str:
   for row, metrics in rows.items():
     cells = [f"{100 * metrics[key]:.2f}" if key in metrics else NOT_COMPUTED for _, key in M2T_COLUMNS]
     lines.append(f"| {row} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def agreement_table(rows: dict[str, dict]) -> str:
+  """rows: {row name: {"attributes": {split: attribute_accuracy}, "length": length_agreement}} -> markdown,
+  one line per row and split, then accuracy per action (percent)."""
+  lines = ["| | split | segments | clips | length within 25% | per action |", "|---|---|---:|---:|---:|---|"]
+  for row, entry in rows.items():
+    for split, acc in entry.get("attributes", {}).items():
+      length = entry.get("length", {}).get("within") if split != "zeroshot" else None
+      per_action = ", ".join(f"{a} {100 * v['accuracy']:.0f} ({v['count']})" for a, v in acc["per_action"].items())
+      lines.append(f"| {row} | {split} | {100 * acc['segments']:.1f} | {100 * acc['clips']:.1f} | "
+                   f"{NOT_COMPUTED if length is None else f'{100 * length:.1f}'} | {per_action} |")
   return "\n".join(lines) + "\n"

@@ -295,8 +295,9 @@ class LLaMoTask(task_lib.Task):
     if n:
       captions = self.caption_heldout(model, n, max_new_tokens=int(s.max_caption_tokens))
       (out / "captions.json").write_text(json.dumps(captions, indent=1))
-      named = [ok for c in captions for _, ok in c["named_actions"]]
-      metrics["m2t_action_recall"] = float(np.mean(named)) if named else 0.0
+      recall = action_checks.caption_recall([c["named_actions"] for c in captions])
+      metrics["m2t_action_recall"] = recall.get("actions", 0.0)
+      metrics["m2t_first_action_recall"] = recall.get("first_action", 0.0)
       writer.write_texts(step, {f"m2t/{i}": f"**{c['generated']}** (reference: {c['references'][0]})"
                                 for i, c in enumerate(captions)})
     logging.info("wrote samples to %s", out)

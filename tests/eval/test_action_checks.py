@@ -103,3 +103,17 @@ def test_attribute_accuracy_of_real_motions_is_high_and_of_mismatched_low(corpus
   shifted = action_checks.attribute_accuracy(joints[1:] + joints[:1], records, FPS)
   assert shifted["segments"] < own["segments"] - 0.3, shifted
   assert action_checks.attribute_accuracy([joints[0]], [{}], FPS) == {}
+
+
+def test_caption_recall_counts_every_action_and_the_first():
+  named = [[("turn", True), ("punch", False)], [("walk", False)], [], [("jump", True), ("squat", True)]]
+  got = action_checks.caption_recall(named)
+  assert got == {"actions": 0.6, "first_action": 2 / 3, "num_actions": 5, "num_clips": 3}
+  assert action_checks.caption_recall([[], []]) == {}
+
+
+def test_length_agreement():
+  got = action_checks.length_agreement([100, 126, 74, 80, 200], [100, 100, 100, 100, 100])
+  assert got == {"within": 0.4, "median_ratio": 1.0}
+  with pytest.raises(ValueError, match="2 generated lengths for 1"):
+    action_checks.length_agreement([1, 2], [3])

@@ -142,6 +142,7 @@ def test_resume_refuses_a_checkpoint_from_an_unknown_stage(demo, tmp_path):
     tasks.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow  # ~2 min; two processes == one is covered in the default run for the LM (tests/test_multiprocess.py)
 def test_two_processes_match_one(demo, tmp_path):
   """LLaMo on 2 local processes x 4 CPU devices (gloo) == 1 process x 8, across a stage switch."""
   wd = demo["workdir"]
@@ -245,11 +246,13 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   assert "multimodality" in llamo["t2m"] and "multimodality" not in real["t2m"]
   assert real["attributes"]["test"]["segments"] > 0.9 and "per_action" in llamo["attributes"]["test"]
   assert set(llamo["physical"]) == {"foot_skating", "peak_jerk", "auj", "penetration_mm", "floating_mm"}
+  assert real["length"] == {"within": 1.0, "median_ratio": 1.0} and 0 <= llamo["length"]["within"] <= 1
   m2t = json.loads((out / "eval_m2t.json").read_text())
-  assert set(m2t["rows"]["LLaMo"]["m2t"]) == {"bleu1", "bleu4", "rouge_l", "cider"}
+  assert set(m2t["rows"]["LLaMo"]["m2t"]) == {"bleu1", "bleu4", "rouge_l", "cider", "action_recall"}
   assert m2t["not_computed"] == {"bertscore": "no --bertscore_model given"} and len(m2t["captions"]) == 48
   table = (out / "eval_table.md").read_text()
   assert "| Real motion |" in table and "| LLaMo |" in table and "n/c" in table
+  assert "| Real motion | test |" in table and "Captions name" in table
   with pytest.raises(ValueError, match="reads mm272"):
     evaluate.evaluate_llamo(task, model, step, out, FakeEvaluator("mm272"), flags)
 
