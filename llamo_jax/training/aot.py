@@ -3,18 +3,15 @@
 `compile_report(config, make_task, devices)` builds the trainer's train state as
 ShapeDtypeStructs (`state.abstract_stage_state`: no weights), a batch of the task's
 shapes (`Task.abstract_batch`: no data), and compiles the trainer's own step
-(`trainer.compile_train_step`: same sharding rules, remat policy, gradient
+(`train_step.compile_train_step`: same sharding rules, remat policy, gradient
 accumulation, donation) for `devices`, e.g. the compile-only devices of a TPU
 topology (`core.hardware.tpu_devices`). It reports per device HBM (arguments,
 outputs, temporaries, total against the device's capacity), FLOPs per step, the
 step time at 50% MFU, and the largest per-device batch that fits (a bounded search
 over compiles).
 
-FLOPs: XLA's cost analysis counts a while loop's body once, so a step with scanned
-layers (scan_layers) or gradient accumulation (a scan over microbatches) is
-undercounted. The FLOPs come instead from two small extra compiles of the same step
-with 1 and 2 unscanned layers and one microbatch: FLOPs(L) = f1 + (L-1)(f2-f1), times
-the microbatches. They are the FLOPs XLA executes (remat recomputation included).
+FLOPs: `train_step.step_flops` (two small unscanned compiles; XLA's count of a scanned
+step repeats no loop body), as the trainer counts them for its logged MFU.
 """
 from __future__ import annotations
 
@@ -32,7 +29,7 @@ from etils import epath
 from llamo_jax.core import hardware
 from llamo_jax.core import sharding
 from llamo_jax.training import runs
-from llamo_jax.training import trainer
+from llamo_jax.training import train_step
 from llamo_jax.training.stages import Stage
 from llamo_jax.training.stages import stage_plan
 from llamo_jax.training.state import abstract_stage_state
@@ -67,11 +64,6 @@ def tree_bytes_per_device(tree: Any) -> int:
     shape = x.sharding.shard_shape(x.shape) if getattr(x, "sharding", None) else x.shape
     total += math.prod(shape) * jax.numpy.dtype(x.dtype).itemsize
   return total
-
-
-def _with_batch_sharding(batch: dict[str, jax.ShapeDtypeStruct], mesh, rules) -> dict[str, Any]:
-  s = sharding.batch_sharding(mesh, rules)
-  return {k: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s) for k, v in batch.items()}
 
 
 class _Compiler:
@@ -109,7 +101,7 @@ class _Compiler:
     return max(plan, key=lambda s: counts[s.name])
 
   def batch(self, global_batch: int, task=None) -> dict[str, Any]:
-    return _with_batch_sharding((task or self.task).abstract_batch(global_batch), self.mesh, self.rules)
+    return train_step.abstract_batch(task or self.task, global_batch, self.mesh, self.rules)
 
   def compile(self, global_batch: int) -> tuple[Any | None, dict[str, Any]]:
     """(compiled step or None if it does not fit, memory figures per device)."""
@@ -117,7 +109,7 @@ class _Compiler:
     t0 = time.time()
     batch = self.batch(global_batch)
     try:
-      compiled = trainer.compile_train_step(self.config, self.task, self.stage, self.graphdef, self.tx,
+      compiled = train_step.compile_train_step(self.config, self.task, self.stage, self.graphdef, self.tx,
                                             self.schedule, self.state, batch, self.mesh, self.rules)
     except Exception as e:  # pylint: disable=broad-except  (XLA reports OOM as a runtime error)
       if not _OOM.search(str(e)):
@@ -138,45 +130,12 @@ class _Compiler:
     return compiled, figures
 
   def step_flops(self, global_batch: int) -> float:
-    """FLOPs of one step on one device (module docstring: unscanned 1- and 2-layer compiles)."""
-    layer_cfg = _layer_config(self.config)
-    micro = global_batch // self.accum
-    if layer_cfg is None:
-      compiled = self._variant_compile({"grad_accum_steps": 1}, micro)
-      return trainer.compiled_flops(compiled) * self.accum
-    depth = self._llama_config().n_layers
-    flops = []
-    for n in (1, 2):
-      compiled = self._variant_compile({"grad_accum_steps": 1, "layers": n}, micro)
-      flops.append(trainer.compiled_flops(compiled))
-    return (flops[0] + (depth - 1) * (flops[1] - flops[0])) * self.accum
+    return train_step.step_flops(self.config, self.make_task, self.stage, self.mesh, self.rules, global_batch,
+                                 getattr(self._llama_config(), "n_layers", 1))
 
   def _llama_config(self):
     cfg = getattr(self.task, "model_config")
     return getattr(cfg, "llama", cfg)
-
-  def _variant_compile(self, changes: dict[str, Any], global_batch: int):
-    config = self.config.copy_and_resolve_references()
-    with config.unlocked():
-      config.grad_accum_steps = changes["grad_accum_steps"]
-      if "layers" in changes:
-        layer_cfg = _layer_config(config)
-        layer_cfg.n_layers = changes["layers"]
-        layer_cfg.scan_layers = False
-    task = self.make_task(config, epath.Path(tempfile.gettempdir()) / "llamo_jax_train_compile", self.mesh)
-    task.prepare_shapes()
-    graphdef, state, tx, schedule = abstract_stage_state(config, task, self.stage, self.mesh, self.rules)
-    return trainer.compile_train_step(config, task, self.stage, graphdef, tx, schedule, state,
-                                      self.batch(global_batch, task), self.mesh, self.rules)
-
-
-def _layer_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict | None:
-  """The config dict that sets scan_layers (and may set n_layers): model.llama or model."""
-  model = config.get("model", ml_collections.ConfigDict())
-  for cfg in (model.get("llama", None), model):
-    if isinstance(cfg, ml_collections.ConfigDict) and "scan_layers" in cfg:
-      return cfg
-  return None
 
 
 def _count(tree: Any) -> int:

@@ -8,13 +8,10 @@ factory (`tasks.train_and_evaluate`).
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 from clu import metric_writers
 from clu import parameter_overview
@@ -28,100 +25,32 @@ from llamo_jax.core import sharding
 from llamo_jax.training import checkpoints
 from llamo_jax.training import preemption as preemption_lib
 from llamo_jax.training import runs
-from llamo_jax.training.stages import Stage
+from llamo_jax.training import train_step as train_step_lib
 from llamo_jax.training.stages import stage_at
 from llamo_jax.training.stages import stage_plan
 from llamo_jax.training.state import abstract_of
 from llamo_jax.training.state import build_model
 from llamo_jax.training.state import stage_state
-from llamo_jax.training.task import Task
 
 NonFiniteError = checkpoints.NonFiniteError  # a logged metric or the train state became NaN/inf
 
 
-def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, grad_accum_steps: int, base_rng: int | jax.Array,
-                    stage_start: int = 0):
-  """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller.
+def _step_flops(config, task, stage, step_fn, mesh, rules, make_task, peak_flops, global_batch) -> float:
+  """FLOPs of one step per device for the logged TFLOP/s and MFU; 0: not logged.
 
-  The schedule runs on steps since `stage_start` (each stage has a fresh optimizer).
-  `base_rng`: a key, or an int seed made into one inside the step (then nothing runs
-  eagerly: train_compile traces for devices it cannot run on).
-  """
-
-  def loss_and_grads(params, frozen, batch, rng):
-    def loss_fn(p):
-      model = nnx.merge(graphdef, p, frozen)
-      return task.loss(model, batch, rng)
-    return jax.value_and_grad(loss_fn, has_aux=True)(params)
-
-  def train_step(state, batch):
-    step = state["step"]
-    key = jax.random.key(base_rng) if isinstance(base_rng, int) else base_rng
-    rng = jax.random.fold_in(key, step)
-    if grad_accum_steps == 1:
-      (loss, metrics), grads = loss_and_grads(state["params"], state["frozen"], batch, rng)
-    else:
-      micro = jax.tree.map(
-          lambda x: x.reshape((grad_accum_steps, x.shape[0] // grad_accum_steps) + x.shape[1:]), batch)
-
-      def body(carry, xs):
-        i, mb = xs
-        (l, m), g = loss_and_grads(state["params"], state["frozen"], mb, jax.random.fold_in(rng, i))
-        return jax.tree.map(jnp.add, carry, (l, m, g)), None
-
-      zeros = jax.eval_shape(loss_and_grads, state["params"], state["frozen"],
-                             jax.tree.map(lambda x: x[0], micro), rng)
-      zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), (zeros[0][0], zeros[0][1], zeros[1]))
-      (loss, metrics, grads), _ = jax.lax.scan(body, zeros, (jnp.arange(grad_accum_steps), micro))
-      loss, metrics, grads = jax.tree.map(lambda x: x / grad_accum_steps, (loss, metrics, grads))
-    updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
-    grad_norm = optax.global_norm(grads)
-    # One on-device flag per step; the loop reads it only when a checkpoint is due.
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(params)
-    metrics = dict(metrics, loss=loss, grad_norm=grad_norm, lr=schedule(step - stage_start), finite=finite)
-    new_state = dict(state, step=step + 1, params=params, opt_state=opt_state)
-    return new_state, metrics
-
-  return train_step
-
-
-def _all_finite(tree: Any) -> jax.Array:
-  """Whether every float leaf of `tree` is free of NaN/inf (one fused reduction)."""
-  flags = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-  return jnp.stack(flags).all() if flags else jnp.asarray(True)
-def compile_train_step(config: ml_collections.ConfigDict, task: Task, stage: Stage, graphdef: nnx.GraphDef,
-                       tx: optax.GradientTransformation, schedule: optax.Schedule, state: Any,
-                       batch: dict[str, Any], mesh: jax.sharding.Mesh, rules: sharding.Rules) -> Any:
-  """The train step of `stage`, jitted with the state's shardings, the batch split over the
-  mesh's batch axes and the state donated, lowered for (state, batch) and compiled.
-
-  `state` and `batch` may be arrays or ShapeDtypeStructs with shardings (train_compile
-  compiles for a TPU topology without weights or data). Checks first that the batch splits
-  over the data-parallel devices (and into config.grad_accum_steps microbatches).
-  Trace it under `sharding.mesh_context(mesh, rules)` so activation hints apply.
-  """
-  accum = int(config.get("grad_accum_steps", 1))
-  sharding.check_global_batch(next(iter(jax.tree.leaves(batch))).shape[0], mesh, rules, accum)
-  state_shardings = jax.tree.map(lambda x: x.sharding, state)
-  step_fn = jax.jit(
-      make_train_step(task, graphdef, tx, schedule, accum, int(config.seed), stage.start),
-      in_shardings=(state_shardings, sharding.batch_sharding(mesh, rules)),
-      out_shardings=(state_shardings, None),
-      donate_argnums=(0,))
-  return step_fn.lower(state, batch).compile()
-
-
-def compiled_flops(compiled: Any) -> float:
-  """FLOPs of one call of a compiled step per device, as XLA counts them (0 if unknown)."""
-  try:
-    cost = compiled.cost_analysis()
-  except Exception:  # pylint: disable=broad-except  (not every backend reports costs)
+  XLA's count of the compiled step where it is complete; otherwise (scanned layers, gradient
+  accumulation) `train_step.step_flops`' two small compiles, spent only where an MFU is
+  logged (a device kind with a known peak, or config.peak_tflops_per_device)."""
+  model_config = getattr(task, "model_config", None)
+  n_layers = getattr(getattr(model_config, "llama", model_config), "n_layers", 1)
+  if train_step_lib.xla_counts_all_flops(config, n_layers):
+    return train_step_lib.compiled_flops(step_fn)
+  if not peak_flops:
     return 0.0
-  if isinstance(cost, (list, tuple)):
-    cost = cost[0] if cost else {}
-  return float((cost or {}).get("flops", 0.0))
+  t0 = time.time()
+  flops = train_step_lib.step_flops(config, make_task, stage, mesh, rules, global_batch, n_layers)
+  logging.info("stage %s: %.3g FLOPs per step per device (counted in %.0f s)", stage.name, flops, time.time() - t0)
+  return flops
 
 
 def _mean_metrics(history: list[dict[str, jax.Array]]) -> dict[str, float]:
@@ -188,10 +117,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
                jax.device_count())
   # Steps are traced under the mesh and logical rules, so activation sharding hints apply.
   with sharding.mesh_context(mesh, rules):
-    return _run(config, workdir, mesh, rules, task, writer)
+    return _run(config, workdir, mesh, rules, task, writer, make_task)
 
 
-def _run(config, workdir, mesh, rules, task, writer) -> dict[str, float]:
+def _run(config, workdir, mesh, rules, task, writer, make_task) -> dict[str, float]:
   """Resumes from the newest checkpoint that restores (`_run_from`); unreadable newer ones are set aside."""
   failures = []
   while True:
@@ -203,13 +132,13 @@ def _run(config, workdir, mesh, rules, task, writer) -> dict[str, float]:
       ckpt.close()
       raise checkpoints.unrestorable_error(ckpt.directory, failures)
     try:
-      return _run_from(config, mesh, rules, task, writer, ckpt, older[0] if older else None, failures)
+      return _run_from(config, mesh, rules, task, writer, ckpt, older[0] if older else None, failures, make_task)
     except checkpoints.RestoreFailedError as e:
       logging.warning("%s Trying the next older checkpoint.", e)
       failures.append(e)
 
 
-def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures) -> dict[str, float]:
+def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures, make_task) -> dict[str, float]:
   """Stages, resume from `resume_step`, compiled steps and the loop (see train_and_evaluate)."""
   plan = stage_plan(config)
   total_steps = plan[-1].end
@@ -254,7 +183,7 @@ def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures) ->
                           "checkpoint(s) %s were moved to %s for inspection", resume_step,
                           [f.step for f in failures], aside)
       stopped, last_metrics = _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
-                                           ckpt, writer, hooks, preemption, mesh, rules, last_metrics)
+                                           ckpt, writer, hooks, preemption, mesh, rules, last_metrics, make_task)
       if stopped is None:
         break
       model = stopped
@@ -266,7 +195,7 @@ def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures) ->
 
 
 def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter, ckpt, writer, hooks,
-                 preemption, mesh, rules, last_metrics):
+                 preemption, mesh, rules, last_metrics, make_task):
   """Runs `stage` from the state's step to its end.
 
   Returns (the model after the stage, or None if the run stopped early; last metrics).
@@ -277,10 +206,12 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
 
   # ------------------------------------------------------------------ train step
   batch = next(train_iter)
-  step_fn = compile_train_step(config, task, stage, graphdef, tx, schedule, state,
-                               task.global_batch(batch), mesh, rules)
-  step_flops = compiled_flops(step_fn)
+  global_batch = task.global_batch(batch)
+  step_fn = train_step_lib.compile_train_step(config, task, stage, graphdef, tx, schedule, state,
+                                              global_batch, mesh, rules)
   peak_flops = hardware.peak_flops(mesh.devices.flat[0], config.get("peak_tflops_per_device", None))
+  step_flops = _step_flops(config, task, stage, step_fn, mesh, rules, make_task, peak_flops,
+                           next(iter(jax.tree.leaves(global_batch))).shape[0])
   unit, per_batch = task.units_per_batch(task.device_batch(batch))
   per_batch *= jax.process_count()
 

@@ -6,6 +6,7 @@ import pytest
 
 from helpers import load_config, override, scalars
 from llamo_jax import tasks
+from llamo_jax.training import train_step
 from llamo_jax.training import trainer
 
 
@@ -72,7 +73,7 @@ def test_gradient_accumulation_equals_the_full_batch():
   tx = optax.sgd(0.1)
   results = []
   for accum in (1, 4):
-    step = trainer.make_train_step(_LinearTask(), graphdef, tx, optax.constant_schedule(0.1), accum,
+    step = train_step.make_train_step(_LinearTask(), graphdef, tx, optax.constant_schedule(0.1), accum,
                                    jax.random.key(0))
     state = {"step": jax.numpy.zeros((), jax.numpy.int32), "params": params, "opt_state": tx.init(params),
              "frozen": rest}
