@@ -72,6 +72,9 @@ class LLaMoConfig(config_dataclass.FromDict):
   flow_depth: int = 3
   k_t: int = 4
   sigma_tf: float = 0.1                # teacher-forcing noise std on input latents
+  # "fixed": every sequence gets std sigma_tf; "uniform": each sequence draws its std from
+  # U(0, sigma_tf), so some see a history too noisy to continue and must read the caption.
+  sigma_tf_schedule: str = "fixed"
   lambda_text: float = 1.0
   lambda_exit: float = 0.1
   cfg_dropout: float = 0.1
@@ -86,6 +89,8 @@ class LLaMoConfig(config_dataclass.FromDict):
     for name in ("latent_dim", "flow_width", "flow_depth", "k_t"):
       if getattr(self, name) <= 0:
         raise ValueError(f"LLaMoConfig.{name} must be positive, got {getattr(self, name)}.")
+    if self.sigma_tf_schedule not in ("fixed", "uniform"):
+      raise ValueError(f"LLaMoConfig.sigma_tf_schedule={self.sigma_tf_schedule!r}: choose 'fixed' or 'uniform'.")
     if not 0.0 <= self.cfg_dropout < 1.0:
       raise ValueError(f"LLaMoConfig.cfg_dropout must be in [0,1), got {self.cfg_dropout}.")
 
@@ -166,8 +171,10 @@ class LLaMo(mot_lib.MoT):
     tf_rng, drop_rng, flow_rng = jax.random.split(rng, 3)
     modality = batch["modality"]
     is_motion = (modality == mot_lib.MOTION)[..., None]
-    latents = batch["latents"] + cfg.sigma_tf * is_motion * jax.random.normal(
-        tf_rng, batch["latents"].shape)
+    sigma = cfg.sigma_tf
+    if cfg.sigma_tf_schedule == "uniform":
+      sigma = sigma * jax.random.uniform(jax.random.fold_in(rng, 3), (modality.shape[0], 1, 1))
+    latents = batch["latents"] + sigma * is_motion * jax.random.normal(tf_rng, batch["latents"].shape)
     segment_ids = batch["segment_ids"]
     text_mask = batch["text_mask"].astype(jnp.float32)
     if "cond_mask" in batch:

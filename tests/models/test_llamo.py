@@ -166,3 +166,29 @@ def test_creates_sharded_on_a_tensor_parallel_mesh():
   model = sharding.create_sharded(lambda: LLaMo(CFG, rngs=nnx.Rngs(0)), mesh)
   assert model.special_embed.embedding[...].shape == (2, TINY.dim)
   assert len(model.layers.motion.q.kernel[...].sharding.device_set) == 8
+
+
+def test_teacher_forcing_noise_fixed_or_drawn_per_sequence():
+  """sigma_tf_schedule: "fixed" noises every sequence's latents with std sigma_tf; "uniform" draws
+  each sequence's std from U(0, sigma_tf)."""
+  seen = {}
+
+  class Spy(LLaMo):
+    def __call__(self, tokens, latents, *args, **kwargs):
+      seen["latents"] = latents
+      return super().__call__(tokens, latents, *args, **kwargs)
+
+  batch = make_batch(b=64)
+  motion = np.asarray(batch["modality"]) == 1
+  stds = {}
+  for schedule in ("fixed", "uniform"):
+    cfg = LLaMoConfig(**{**CFG.__dict__, "sigma_tf": 2.0, "sigma_tf_schedule": schedule})
+    Spy(cfg, rngs=nnx.Rngs(0)).loss(batch, jax.random.key(1))
+    noise = np.asarray(seen["latents"] - batch["latents"])
+    assert np.all(noise[~motion] == 0)  # text positions are never noised
+    stds[schedule] = noise[motion].reshape(64, -1).std(axis=1)
+  # 16 noise values per sequence: each std is estimated to about +-0.35 at std 2.
+  assert 1.8 < stds["fixed"].mean() < 2.2 and stds["fixed"].min() > 1.0
+  assert 0.7 < stds["uniform"].mean() < 1.3 and stds["uniform"].min() < 0.3
+  with pytest.raises(ValueError, match="sigma_tf_schedule"):
+    LLaMoConfig(**{**CFG.__dict__, "sigma_tf_schedule": "cosine"})
