@@ -15,7 +15,8 @@ reconstruction below; png) next to the JSON.
 LLaMo runs with --evaluator (an evaluator workdir or imported evaluator, see
 tasks/evaluator.py): the field's protocol on the split's clips of the reference corpus (by
 default the VAE run's corpus). LLaMo generates a motion for one caption of every clip
-(seeded draw) and captions every clip's motion; the VAE reconstructs every clip. Writes
+(seeded draw; with --regenerate again for every protocol repetition) and captions every
+clip's motion; the VAE reconstructs every clip. Writes
 DIR/eval_t2m.json (rows "Real motion", "VAE reconstruction", "LLaMo": T2M metrics of
 eval/t2m_protocol.py, physical metrics, attribute accuracy on synthetic corpora, the
 zero-shot split on its own), DIR/eval_m2t.json (BLEU, ROUGE-L, CIDEr, BERTScore with
@@ -147,11 +148,17 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
                   "LLaMo MultiModality samples", **overrides)
     multimodal = [mm[i:i + f.mm_samples] for i in range(0, len(mm), f.mm_samples)]
   protocol = dict(num_repeats=f.num_repeats, crop=f.crop, seed=f.seed)
+
+  def regenerate(repeat: int) -> list[t2m_protocol.EvalClip]:
+    again = generate(task, inference, prompts, jax.random.fold_in(key, 1000 + repeat), f.batch_size,
+                     f"LLaMo text to motion, repeat {repeat + 1}", **overrides)
+    return [t2m_protocol.EvalClip(c.clip_id, m, (p,), c.attributes) for c, p, m in zip(clips, prompts, again)]
+
   rows = {"Real motion": t2m_protocol.evaluate_t2m(evaluator, clips, label="Real motion", **protocol),
           "VAE reconstruction": t2m_protocol.evaluate_t2m(evaluator, clips, reconstructed,
                                                           label="VAE reconstruction", **protocol),
-          "LLaMo": t2m_protocol.evaluate_t2m(evaluator, clips, generated, multimodal=multimodal,
-                                             label="LLaMo", **protocol)}
+          "LLaMo": t2m_protocol.evaluate_t2m(evaluator, clips, generated, multimodal=multimodal, label="LLaMo",
+                                             regenerate=regenerate if f.regenerate else None, **protocol)}
   t2m_out = {"step": step, "split": f.split, "reference": str(reference), "evaluator": f.evaluator,
              "evaluator_step": getattr(evaluator, "step", None),
              "generation": overrides, "skipped_reference": skips.to_dict(), "rows": {}}
@@ -227,6 +234,8 @@ def define_flags() -> None:
   flags.DEFINE_string("reference", None, "Reference corpus folder (default: the VAE run's data.corpus.dir).")
   flags.DEFINE_enum("crop", "protocol", list(t2m_protocol.CROPS), "Motion crop of the T2M protocol.")
   flags.DEFINE_integer("num_repeats", 20, "T2M protocol repetitions.")
+  flags.DEFINE_bool("regenerate", False, "LLaMo runs: generate afresh for every repetition, as the released "
+                    "protocol does (num_repeats generations); default: one generation, redrawn crops and batches.")
   flags.DEFINE_integer("seed", 0, "Seed of the caption draws, generation and protocol.")
   flags.DEFINE_integer("batch_size", 32, "Clips per generation / captioning batch.")
   flags.DEFINE_integer("max_clips", None, "Evaluate only the first N clips of the split (default: all).")

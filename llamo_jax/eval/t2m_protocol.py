@@ -26,8 +26,9 @@ Crops (`crop`):
 Every clip left out is counted with its reason (`Skips`); the run fails with one message
 when too few remain (R-precision needs 32).
 
-The generated set is generated once; repetitions redraw crops, captions, batches and
-pairs (the released code also regenerates each time, which costs num_repeats generations).
+By default the generated set is generated once and repetitions redraw crops, captions,
+batches and pairs; with `regenerate` (evaluate --regenerate) every repetition after the first
+scores a fresh generation, as the released code does (num_repeats generations).
 Random draws come from numpy Generators seeded from `seed`, so a run is reproducible.
 
 Dimension names: N clips, T frames, C feature dims, D embedding.
@@ -37,7 +38,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import pathlib
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 import tqdm
@@ -199,7 +200,8 @@ def evaluate_t2m(evaluator: Evaluator, reference: Sequence[EvalClip],
                  generated: Sequence[EvalClip] | None = None, *,
                  multimodal: Sequence[Sequence[np.ndarray]] | None = None, num_repeats: int = 20,
                  crop: str = "protocol", seed: int = 0, skips: Skips | None = None,
-                 progress: bool = True, label: str = "") -> dict:
+                 progress: bool = True, label: str = "",
+                 regenerate: Callable[[int], Sequence[EvalClip]] | None = None) -> dict:
   """T2M metrics of `generated` (None: the reference itself, the Real-motion row) against `reference`.
 
   Args:
@@ -214,6 +216,7 @@ def evaluate_t2m(evaluator: Evaluator, reference: Sequence[EvalClip],
     skips: where clips left out are counted (a fresh one if None).
     progress: show a progress bar over the repetitions.
     label: the bar's name.
+    regenerate: repeat index i >= 1 -> a fresh generated set for that repetition (module docstring).
 
   Returns:
     {"fid", "r_precision": {"top1", "top2", "top3"}, "mm_dist", "diversity"[, "multimodality"]}
@@ -245,9 +248,12 @@ def evaluate_t2m(evaluator: Evaluator, reference: Sequence[EvalClip],
 
   values = collections.defaultdict(list)
   root = np.random.SeedSequence(seed)
-  for rep_seed in tqdm.tqdm(root.spawn(num_repeats), desc=label or "t2m evaluation", unit="repeat",
-                            disable=not progress, leave=False):
+  for repeat, rep_seed in enumerate(tqdm.tqdm(root.spawn(num_repeats), desc=label or "t2m evaluation",
+                                              unit="repeat", disable=not progress, leave=False)):
     ref_rng, gen_rng, rank_rng, div_rng, mm_rng = (np.random.default_rng(s) for s in rep_seed.spawn(5))
+    if regenerate is not None and repeat > 0:
+      scored = select_clips(regenerate(repeat), evaluator, crop, Skips(), "generated")
+      _check_enough(scored, "generated", skips)
     _, ref_motions, _ = embed_pass(embedder, reference, ref_rng, crop)
     texts, motions, _ = embed_pass(embedder, scored, gen_rng, crop)
     top_k, mm_dist = t2m_metrics.r_precision_mm_dist(texts, motions, rank_rng)
@@ -267,7 +273,8 @@ def evaluate_t2m(evaluator: Evaluator, reference: Sequence[EvalClip],
   if mm_embeddings is not None:
     out["multimodality"] = t2m_metrics.mean_ci95(values["multimodality"])
   out["protocol"] = {"num_clips": len(scored), "num_reference_clips": len(reference),
-                     "num_repeats": num_repeats, "crop": crop, "seed": seed, "skipped": skips.to_dict(),
+                     "num_repeats": num_repeats, "regenerated": regenerate is not None, "crop": crop, "seed": seed,
+                     "skipped": skips.to_dict(),
                      "notes": notes}
   return out
 

@@ -93,3 +93,25 @@ def test_embeddings_are_deterministic_without_crop():
   np.testing.assert_array_equal(a["motion"], b["motion"])
   assert list(a["captions"]) == [c.captions[0] for c in clips]
   assert a["text"].shape == (5, 16) and list(a["ids"]) == [c.clip_id for c in clips]
+
+
+def test_regenerate_scores_a_fresh_set_every_repeat_after_the_first():
+  """regenerate(i) supplies repetition i's generated set: fresh noise per repeat widens the interval."""
+  ev = FakeEvaluator()
+  clips = make_clips()
+  calls = []
+
+  def noisy(seed):
+    rng = np.random.default_rng(seed)
+    return [tp.EvalClip(c.clip_id, c.features + rng.normal(scale=0.3, size=c.features.shape).astype(np.float32),
+                        c.captions) for c in clips]
+
+  def regenerate(i):
+    calls.append(i)
+    return noisy(100 + i)
+
+  once = tp.evaluate_t2m(ev, clips, noisy(100), num_repeats=4, crop="none", progress=False)
+  again = tp.evaluate_t2m(ev, clips, noisy(100), num_repeats=4, crop="none", progress=False, regenerate=regenerate)
+  assert calls == [1, 2, 3]
+  assert once["protocol"]["regenerated"] is False and again["protocol"]["regenerated"] is True
+  assert once["fid"]["ci95"] == 0.0 and again["fid"]["ci95"] > 0.0  # crop=none: only regeneration varies FID

@@ -233,7 +233,7 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   workdir = demo["workdir"] / "llamo"
   task, model, step = tasks.restore_for_eval(llamo_config(demo), workdir)
   flags = types.SimpleNamespace(evaluator="fake", reference=str(reference), split="test", crop="protocol",
-                                num_repeats=2, seed=0, batch_size=48, max_clips=None, max_latents=4,
+                                num_repeats=2, regenerate=True, seed=0, batch_size=48, max_clips=None, max_latents=4,
                                 cfg_scale=None, flow_steps=None, mm_prompts=2, mm_samples=10,
                                 max_caption_tokens=4, bertscore_model=None)
   out = tmp_path / "run"
@@ -244,6 +244,7 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   real, llamo = t2m["rows"]["Real motion"], t2m["rows"]["LLaMo"]
   assert real["t2m"]["r_precision"]["top3"]["mean"] > llamo["t2m"]["r_precision"]["top3"]["mean"] - 1e-9
   assert "multimodality" in llamo["t2m"] and "multimodality" not in real["t2m"]
+  assert llamo["protocol"]["regenerated"] and not real["protocol"]["regenerated"]
   assert real["attributes"]["test"]["segments"] > 0.9 and "per_action" in llamo["attributes"]["test"]
   assert set(llamo["physical"]) == {"foot_skating", "peak_jerk", "auj", "penetration_mm", "floating_mm"}
   assert real["length"] == {"within": 1.0, "median_ratio": 1.0} and 0 <= llamo["length"]["within"] <= 1
