@@ -130,7 +130,7 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
   key = jax.random.key(f.seed)
   inference = llamo_lib.for_inference(model)
   overrides = dict(max_latents=f.max_latents or evaluator.max_motion_length // FRAMES_PER_LATENT,
-                   cfg_scale=f.cfg_scale, flow_steps=f.flow_steps)
+                   cfg_scale=f.cfg_scale, flow_steps=f.flow_steps, exit_threshold=f.exit_threshold)
 
   # Text to motion: one seeded caption per clip; MultiModality on a seeded subset of prompts.
   prompts = [c.captions[int(rng.integers(len(c.captions)))] for c in clips]
@@ -242,6 +242,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("max_latents", None, "Most latents per generated motion (default: the evaluator's "
                        "max_motion_length / 4, 49).")
   flags.DEFINE_float("cfg_scale", None, "Guidance scale (default: the run's config.sampling).")
+  flags.DEFINE_float("exit_threshold", None, "Exit-head probability that ends a motion (default: the run's "
+                     "config.sampling).")
   flags.DEFINE_integer("flow_steps", None, "Flow ODE steps (default: the run's config.sampling).")
   flags.DEFINE_integer("mm_prompts", 100, "MultiModality prompts (0: not computed).")
   flags.DEFINE_integer("mm_samples", 30, "MultiModality samples per prompt.")

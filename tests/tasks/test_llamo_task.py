@@ -234,7 +234,7 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   task, model, step = tasks.restore_for_eval(llamo_config(demo), workdir)
   flags = types.SimpleNamespace(evaluator="fake", reference=str(reference), split="test", crop="protocol",
                                 num_repeats=2, regenerate=True, seed=0, batch_size=48, max_clips=None, max_latents=4,
-                                cfg_scale=None, flow_steps=None, mm_prompts=2, mm_samples=10,
+                                cfg_scale=None, flow_steps=None, exit_threshold=None, mm_prompts=2, mm_samples=10,
                                 max_caption_tokens=4, bertscore_model=None)
   out = tmp_path / "run"
   out.mkdir()
