@@ -38,7 +38,7 @@ def get_config(arg=None):
   config.pipeline.lm.total_steps = 600
   config.pipeline.vae.data.corpus.update(corpus)
   config.pipeline.vae.data.path = "data/records/synthetic_20fps_4k_hml263"
-  # A shorter VAE schedule than :tiny's, to keep the whole demo near 15 CPU minutes.
+  # A shorter VAE schedule than :tiny's, to keep the whole demo near 22 CPU minutes (README).
   config.pipeline.vae.total_steps = 2500
   config.pipeline.vae.eval_every = 2500
   config.pipeline.vae.checkpoint_every = 500
