@@ -261,7 +261,11 @@ def evaluate_t2m(evaluator: Evaluator, reference: Sequence[EvalClip],
       values[f"top{k + 1}"].append(v)
     values["mm_dist"].append(mm_dist)
     values["fid"].append(t2m_metrics.fid(ref_motions, motions))
-    values["diversity"].append(t2m_metrics.diversity(motions, div_rng, pairs))
+    # A regenerated set may lose clips to the crop's length rules: fewer pairs, noted below.
+    rep_pairs = min(pairs, len(scored))
+    if rep_pairs < pairs:
+      notes.append(f"repeat {repeat + 1}: diversity over {rep_pairs} pairs ({len(scored)} generated clips kept)")
+    values["diversity"].append(t2m_metrics.diversity(motions, div_rng, rep_pairs))
     if mm_embeddings is not None:
       values["multimodality"].append(t2m_metrics.multimodality(mm_embeddings, mm_rng))
 
