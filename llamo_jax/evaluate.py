@@ -134,8 +134,12 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
 
   # Text to motion: one seeded caption per clip; MultiModality on a seeded subset of prompts.
   prompts = [c.captions[int(rng.integers(len(c.captions)))] for c in clips]
-  motions = generate(task, inference, prompts, key, f.batch_size, "LLaMo text to motion", **overrides)
-  generated = [t2m_protocol.EvalClip(c.clip_id, m, (p,), c.attributes) for c, p, m in zip(clips, prompts, motions)]
+
+  def generate_set(k: jax.Array, desc: str) -> list[t2m_protocol.EvalClip]:
+    motions = generate(task, inference, prompts, k, f.batch_size, desc, **overrides)
+    return [t2m_protocol.EvalClip(c.clip_id, m, (p,), c.attributes) for c, p, m in zip(clips, prompts, motions)]
+
+  generated = generate_set(key, "LLaMo text to motion")
   recon = []
   for _, chunk in _batches(clips, f.batch_size, "VAE reconstruction"):
     recon += task.vae_task.reconstruct_features(task.vae, [c.features for c in chunk])
@@ -148,17 +152,14 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
                   "LLaMo MultiModality samples", **overrides)
     multimodal = [mm[i:i + f.mm_samples] for i in range(0, len(mm), f.mm_samples)]
   protocol = dict(num_repeats=f.num_repeats, crop=f.crop, seed=f.seed)
-
-  def regenerate(repeat: int) -> list[t2m_protocol.EvalClip]:
-    again = generate(task, inference, prompts, jax.random.fold_in(key, 1000 + repeat), f.batch_size,
-                     f"LLaMo text to motion, repeat {repeat + 1}", **overrides)
-    return [t2m_protocol.EvalClip(c.clip_id, m, (p,), c.attributes) for c, p, m in zip(clips, prompts, again)]
+  regenerate = (lambda repeat: generate_set(jax.random.fold_in(key, 1000 + repeat),
+                                            f"LLaMo text to motion, repeat {repeat + 1}")) if f.regenerate else None
 
   rows = {"Real motion": t2m_protocol.evaluate_t2m(evaluator, clips, label="Real motion", **protocol),
           "VAE reconstruction": t2m_protocol.evaluate_t2m(evaluator, clips, reconstructed,
                                                           label="VAE reconstruction", **protocol),
           "LLaMo": t2m_protocol.evaluate_t2m(evaluator, clips, generated, multimodal=multimodal, label="LLaMo",
-                                             regenerate=regenerate if f.regenerate else None, **protocol)}
+                                             regenerate=regenerate, **protocol)}
   t2m_out = {"step": step, "split": f.split, "reference": str(reference), "evaluator": f.evaluator,
              "evaluator_step": getattr(evaluator, "step", None),
              "generation": overrides, "skipped_reference": skips.to_dict(), "rows": {}}

@@ -131,7 +131,7 @@ class _Compiler:
 
   def step_flops(self, global_batch: int) -> float:
     return train_step.step_flops(self.config, self.make_task, self.stage, self.mesh, self.rules, global_batch,
-                                 getattr(self._llama_config(), "n_layers", 1))
+                                 train_step.n_layers(self.task))
 
   def _llama_config(self):
     cfg = getattr(self.task, "model_config")

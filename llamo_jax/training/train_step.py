@@ -130,6 +130,12 @@ def layer_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   return None
 
 
+def n_layers(task: Task) -> int:
+  """The task model's depth (its Llama's for LLaMo; 1 for models without layers)."""
+  cfg = getattr(task, "model_config", None)
+  return getattr(getattr(cfg, "llama", cfg), "n_layers", 1)
+
+
 def xla_counts_all_flops(config: ml_collections.ConfigDict, n_layers: int) -> bool:
   """Whether XLA's cost analysis of the step counts every FLOP (no scanned loop repeats a body)."""
   layers = layer_config(config)

@@ -41,8 +41,7 @@ def _step_flops(config, task, stage, step_fn, mesh, rules, make_task, peak_flops
   XLA's count of the compiled step where it is complete; otherwise (scanned layers, gradient
   accumulation) `train_step.step_flops`' two small compiles, spent only where an MFU is
   logged (a device kind with a known peak, or config.peak_tflops_per_device)."""
-  model_config = getattr(task, "model_config", None)
-  n_layers = getattr(getattr(model_config, "llama", model_config), "n_layers", 1)
+  n_layers = train_step_lib.n_layers(task)
   if train_step_lib.xla_counts_all_flops(config, n_layers):
     return train_step_lib.compiled_flops(step_fn)
   if not peak_flops:
