@@ -5,12 +5,14 @@ so those paths are usually `gs://`: code takes `epath.Path`s, reads and writes t
 them, and hands the path string on only to libraries with their own remote file layer
 (orbax/TensorStore, TFDS/ArrayRecord, TensorBoard). The few writers that need a local
 disk (SentencePiece training, the synthetic corpus generator) write into `staged_dir`,
-which uploads on success.
+which uploads on success; single-file writers (matplotlib animations, PIL images,
+safetensors) write through `staged_file`.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import pathlib
 import tempfile
 import uuid
 from typing import Iterator
@@ -24,6 +26,12 @@ PathLike = str | os.PathLike
 def is_local(path: PathLike) -> bool:
   """Whether `path` is on a local (or mounted) filesystem, not an object store URI."""
   return "://" not in os.fspath(path)
+
+
+def as_path(path: PathLike) -> pathlib.Path | epath.Path:
+  """A `pathlib.Path` when local (the stdlib API, e.g. `stat().st_size`), else an `epath.Path`:
+  what a writer that accepts both returns."""
+  return pathlib.Path(path) if is_local(path) else epath.Path(path)
 
 
 def absolute(path: PathLike) -> epath.Path:
@@ -74,3 +82,20 @@ def staged_dir(target: PathLike) -> Iterator[epath.Path]:
   with tempfile.TemporaryDirectory(prefix="llamo_stage_") as tmp:
     yield epath.Path(tmp)
     upload_tree(tmp, target)
+
+
+@contextlib.contextmanager
+def staged_file(target: PathLike) -> Iterator[epath.Path]:
+  """A local file name to write `target` through, for writers that need a local file:
+  `target` itself when local (its folder created), else a temporary file whose bytes are
+  uploaded to `target` on success (one object write: whole or not at all; nothing is
+  uploaded when the writer raises)."""
+  target = epath.Path(target)
+  if is_local(target):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    yield target
+    return
+  with tempfile.TemporaryDirectory(prefix="llamo_stage_") as tmp:
+    local = epath.Path(tmp) / target.name  # same suffix: writers pick the format by it
+    yield local
+    target.write_bytes(local.read_bytes())

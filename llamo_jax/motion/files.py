@@ -10,10 +10,10 @@ joints and 263 features go through inverse kinematics.
 """
 from __future__ import annotations
 
-import pathlib
-
+from etils import epath
 import numpy as np
 
+from llamo_jax.core import paths
 from llamo_jax.motion import humanml3d
 from llamo_jax.motion import representation as representation_lib
 from llamo_jax.motion import skeleton
@@ -40,7 +40,7 @@ def detect_representation(array: np.ndarray) -> str:
       "HumanML3D features [T, 263] or 272-dim features [T, 272] (one clip, no batch axis).")
 
 
-def _load_mean_std(directory: pathlib.Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
+def _load_mean_std(directory: epath.Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
   if dim == humanml3d.DIM:
     return humanml3d.load_mean_std(directory)
   mm272, hml263 = (representation_lib.get_representation(n) for n in ("mm272", "hml263"))
@@ -48,7 +48,7 @@ def _load_mean_std(directory: pathlib.Path, dim: int) -> tuple[np.ndarray, np.nd
   for mean_name, std_name in names:
     mean_path, std_path = directory / mean_name, directory / std_name
     if mean_path.is_file() and std_path.is_file():
-      mean, std = np.load(mean_path), np.load(std_path)
+      mean, std = paths.load_npy(mean_path), paths.load_npy(std_path)
       if mean.shape == (dim,) and std.shape == (dim,):
         return mean, std
   raise MotionFileError(f"--mean_std_dir={directory} has no {dim}-dim Mean/Std pair (looked for "
@@ -64,7 +64,7 @@ def load_motion(path, representation: str = "auto", mean_std_dir=None, *, unit="
     joints for .bvh), its representation name ("joints", "hml263", "mm272")
     and its native frame rate.
   """
-  path = pathlib.Path(path)
+  path = epath.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"motion file not found: {path}")
   if path.suffix.lower() == ".bvh":
@@ -74,7 +74,7 @@ def load_motion(path, representation: str = "auto", mean_std_dir=None, *, unit="
     return joints, "joints", fps
   if path.suffix.lower() != ".npy":
     raise MotionFileError(f"{path}: motion files must be .npy or .bvh.")
-  array = np.load(path)
+  array = paths.load_npy(path)
   if not np.issubdtype(array.dtype, np.floating):
     raise MotionFileError(f"{path} holds {array.dtype}, not float motion data.")
   found = detect_representation(array)
@@ -89,7 +89,7 @@ def load_motion(path, representation: str = "auto", mean_std_dir=None, *, unit="
     return array, found, _DEFAULT_JOINTS_FPS
   rep = representation_lib.get_representation(found)
   if mean_std_dir:
-    mean, std = _load_mean_std(pathlib.Path(mean_std_dir), rep.dim)
+    mean, std = _load_mean_std(epath.Path(mean_std_dir), rep.dim)
     array = humanml3d.denormalize(array, mean, std)
   return array, found, float(rep.fps)
 

@@ -31,13 +31,15 @@ faces +Z, facing from across = (p[r_hip] - p[l_hip]) + (p[r_sho] - p[l_sho]), un
 """
 from __future__ import annotations
 
-import pathlib
+import os
 from typing import Any
 
+from etils import epath
 import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
+from llamo_jax.core import paths
 from llamo_jax.motion import rotations
 from llamo_jax.motion import skeleton
 
@@ -215,16 +217,16 @@ def group_std(std: np.ndarray) -> np.ndarray:
   return out
 
 
-def load_mean_std(directory: str | pathlib.Path) -> tuple[np.ndarray, np.ndarray]:
-  """Reads Mean.npy and Std.npy ([263] each) from a HumanML3D-layout folder."""
-  directory = pathlib.Path(directory)
+def load_mean_std(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+  """Reads Mean.npy and Std.npy ([263] each) from a HumanML3D-layout folder (any epath)."""
+  directory = epath.Path(directory)
   arrays = []
   for name in (MEAN_FILE, STD_FILE):
     path = directory / name
     if not path.is_file():
       raise FileNotFoundError(f"{path} not found; a HumanML3D folder needs Mean.npy and Std.npy "
                               "(compute them from the training features with group_std)")
-    arr = np.load(path).astype(np.float32)
+    arr = paths.load_npy(path).astype(np.float32)
     if arr.shape != (DIM,):
       raise ValueError(f"{path} has shape {arr.shape}, expected ({DIM},) for 263-dim features")
     arrays.append(arr)

@@ -21,14 +21,15 @@ from __future__ import annotations
 import pathlib
 import textwrap
 from collections.abc import Sequence
-from typing import Union
 
+from etils import epath
 import numpy as np
 from matplotlib import animation
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
 
+from llamo_jax.core import paths
 from llamo_jax.motion import skeleton
 
 # One colour per chain of skeleton.KINEMATIC_CHAINS: right leg, left leg,
@@ -112,7 +113,7 @@ class _Panel:
     self.travelled.set_data_3d(root[:, 0], root[:, 1], np.full(len(root), self.floor))
 
 
-def _writer(out_path: pathlib.Path, fps: float) -> animation.AbstractMovieWriter:
+def _writer(out_path: epath.Path, fps: float) -> animation.AbstractMovieWriter:
   suffix = out_path.suffix.lower()
   if suffix == ".gif":
     return animation.PillowWriter(fps=fps)
@@ -125,24 +126,24 @@ def _writer(out_path: pathlib.Path, fps: float) -> animation.AbstractMovieWriter
   raise ValueError(f"cannot write {out_path}: the animation format must be .gif or .mp4.")
 
 
-def _animate(fig: Figure, panels: Sequence[_Panel], num_frames: int, out_path, fps: float,
-             dpi: float) -> pathlib.Path:
-  out_path = pathlib.Path(out_path)
+def _animate(fig: Figure, panels: Sequence[_Panel], num_frames: int, out_path: paths.PathLike, fps: float,
+             dpi: float) -> pathlib.Path | epath.Path:
+  out_path = epath.Path(out_path)
   if not fps > 0:
     raise ValueError(f"fps must be > 0, got {fps}.")
   writer = _writer(out_path, fps)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  with writer.saving(fig, str(out_path), dpi):
-    for t in range(num_frames):
-      for panel in panels:
-        panel.show(t)
-      writer.grab_frame()
-  return out_path
+  with paths.staged_file(out_path) as local:  # matplotlib's writers need a local file
+    with writer.saving(fig, str(local), dpi):
+      for t in range(num_frames):
+        for panel in panels:
+          panel.show(t)
+        writer.grab_frame()
+  return paths.as_path(out_path)
 
 
-def render_motion(joints: np.ndarray, out_path: Union[str, pathlib.Path],
+def render_motion(joints: np.ndarray, out_path: paths.PathLike,
                   caption: str | None = None, fps: float = 20, *, size: float = 4.0,
-                  dpi: float = 80) -> pathlib.Path:
+                  dpi: float = 80) -> pathlib.Path | epath.Path:
   """Writes an animation of joints [T, 22, 3] (Y-up metres) to `out_path` (.gif or .mp4).
 
   One animation frame per motion frame at `fps`. (A GIF encoder may merge
@@ -157,9 +158,9 @@ def render_motion(joints: np.ndarray, out_path: Union[str, pathlib.Path],
   return _animate(fig, [panel], len(joints), out_path, fps, dpi)
 
 
-def render_grid(joints_list: Sequence[np.ndarray], out_path: Union[str, pathlib.Path],
+def render_grid(joints_list: Sequence[np.ndarray], out_path: paths.PathLike,
                 captions: Sequence[str | None] | None = None, fps: float = 20, *,
-                cols: int | None = None, size: float = 3.0, dpi: float = 80) -> pathlib.Path:
+                cols: int | None = None, size: float = 3.0, dpi: float = 80) -> pathlib.Path | epath.Path:
   """Writes several clips (each [T_i, 22, 3]) side by side in one .gif/.mp4.
 
   The animation lasts max(T_i) frames; shorter clips hold their last pose.
@@ -219,9 +220,9 @@ def stacked_frames_image(clips: Sequence[np.ndarray], captions: Sequence[str | N
   return np.concatenate([render_frames_image(j, c, num_frames) for j, c in zip(clips, captions)], axis=0)
 
 
-def save_image(image: np.ndarray, out_path: Union[str, pathlib.Path]) -> pathlib.Path:
+def save_image(image: np.ndarray, out_path: paths.PathLike) -> pathlib.Path | epath.Path:
   """Writes an RGB uint8 [H, W, 3] image (e.g. a filmstrip) as PNG/JPEG by its suffix."""
-  out_path = pathlib.Path(out_path)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  Image.fromarray(np.asarray(image, np.uint8)).save(out_path)
-  return out_path
+  out_path = epath.Path(out_path)
+  with paths.staged_file(out_path) as local:  # PIL picks the format by the local name's suffix
+    Image.fromarray(np.asarray(image, np.uint8)).save(str(local))
+  return paths.as_path(out_path)

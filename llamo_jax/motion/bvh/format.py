@@ -9,11 +9,15 @@ rig's pose is `rig.py`; putting it on our skeleton, `retarget.py`.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import re
 from typing import Union
 
+from etils import epath
 import numpy as np
+
+from llamo_jax.core import paths
 
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
 ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
@@ -108,15 +112,16 @@ class BvhMotion:
 # ----------------------------------------------------------------------------
 
 
-def read_bvh(path: Union[str, pathlib.Path]) -> BvhMotion:
-  """Parses the BVH file at `path`."""
-  path = pathlib.Path(path)
+def read_bvh(path: Union[str, os.PathLike]) -> BvhMotion:
+  """Parses the BVH file at `path` (any epath: local or gs://)."""
+  path = epath.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"BVH file not found: {path}")
+  data = path.read_bytes()
   try:
-    text = path.read_text(encoding="utf-8", errors="strict")
+    text = data.decode("utf-8", errors="strict")
   except UnicodeDecodeError:
-    text = path.read_text(encoding="latin-1")
+    text = data.decode("latin-1")
   return parse_bvh(text, source=str(path))
 
 
@@ -322,9 +327,9 @@ def format_bvh(motion: BvhMotion, precision: int = 6) -> str:
   return "\n".join(out) + "\n"
 
 
-def write_bvh(path: Union[str, pathlib.Path], motion: BvhMotion, precision: int = 6) -> pathlib.Path:
-  """Writes `motion` to `path` (parent folders created); returns the path."""
-  path = pathlib.Path(path)
+def write_bvh(path: Union[str, os.PathLike], motion: BvhMotion, precision: int = 6) -> pathlib.Path | epath.Path:
+  """Writes `motion` to `path` (any epath; parent folders created); returns the path."""
+  path = epath.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(format_bvh(motion, precision))
-  return path
+  return paths.as_path(path)

@@ -50,11 +50,12 @@ import dataclasses
 import json
 import logging
 import math
-import pathlib
+import os
 import re
 from collections.abc import Mapping, Sequence
 from typing import Union
 
+from etils import epath
 import numpy as np
 
 from llamo_jax.motion import skeleton
@@ -199,12 +200,12 @@ class SkeletonMapping:
     return {n: s.describe(self.names) for n, s in zip(skeleton.JOINT_NAMES, self.sources)}
 
 
-def load_mapping(mapping: Union[None, str, pathlib.Path, Mapping[str, str]]) -> dict[str, str]:
+def load_mapping(mapping: Union[None, str, os.PathLike, Mapping[str, str]]) -> dict[str, str]:
   """A user mapping from a dict or a JSON file path ({our joint name: rig joint name})."""
   if mapping is None:
     return {}
-  if isinstance(mapping, (str, pathlib.Path)):
-    path = pathlib.Path(mapping)
+  if isinstance(mapping, (str, os.PathLike)):
+    path = epath.Path(mapping)
     if not path.is_file():
       raise FileNotFoundError(f"mapping file not found: {path}")
     try:
@@ -255,7 +256,7 @@ def _ancestors(parents: np.ndarray, i: int) -> list[int]:
 
 
 def map_to_skeleton(motion: BvhMotion,
-                    mapping: Union[None, str, pathlib.Path, Mapping[str, str]] = None,
+                    mapping: Union[None, str, os.PathLike, Mapping[str, str]] = None,
                     source: str = "BVH rig") -> SkeletonMapping:
   """Maps the rig of `motion` onto our 22 joints (see the module docstring for the rules).
 
@@ -531,7 +532,7 @@ def to_y_up(x: np.ndarray, up: str) -> np.ndarray:
 
 
 def to_joints(motion: BvhMotion, *,
-              mapping: Union[None, str, pathlib.Path, Mapping[str, str], SkeletonMapping] = None,
+              mapping: Union[None, str, os.PathLike, Mapping[str, str], SkeletonMapping] = None,
               unit: Union[str, float] = "auto", up: str = "y", fps: float | None = None,
               source: str = "BVH rig") -> np.ndarray:
   """Our 22 joints [T', 22, 3] in metres, Y-up, at `fps` (None: the file's own rate).
@@ -559,7 +560,7 @@ def to_joints(motion: BvhMotion, *,
   return joints
 
 
-def load_joints(path: Union[str, pathlib.Path], **kwargs) -> tuple[np.ndarray, float]:
+def load_joints(path: Union[str, os.PathLike], **kwargs) -> tuple[np.ndarray, float]:
   """Reads a BVH file and returns (our joints [T, 22, 3] metres, fps); kwargs as `to_joints`."""
   motion = bvh_format.read_bvh(path)
   joints = to_joints(motion, source=str(path), **kwargs)
