@@ -21,11 +21,12 @@ DIR/eval_t2m.json (rows "Real motion", "VAE reconstruction", "LLaMo": T2M metric
 eval/t2m_protocol.py, physical metrics, attribute accuracy on synthetic corpora, the
 zero-shot split on its own), DIR/eval_m2t.json (BLEU, ROUGE-L, CIDEr, BERTScore with
 --bertscore_model, every caption) and DIR/eval_table.md (eval/tables.py).
+
+DIR, --motion, --evaluator and --reference may be local or gs:// (any etils.epath path).
 """
 from __future__ import annotations
 
 import json
-import pathlib
 import sys
 
 import jax
@@ -33,10 +34,12 @@ import numpy as np
 import tqdm
 from absl import app
 from absl import flags
+from etils import epath
 from ml_collections import config_flags
 
 from llamo_jax import tasks
 from llamo_jax.core import config_files
+from llamo_jax.core import paths
 from llamo_jax.core.errors import InputError
 from llamo_jax.data import sources
 from llamo_jax.eval import action_checks
@@ -55,8 +58,9 @@ from llamo_jax.training import runs
 REFERENCE_MIN_LEN = 40  # frames; the released evaluation drops shorter real clips
 
 
-def load_motion_joints(path: pathlib.Path, representation) -> np.ndarray:
+def load_motion_joints(path: paths.PathLike, representation) -> np.ndarray:
   """Joint positions [T,22,3] at the representation's fps from a .npy (joints or its features) or .bvh."""
+  path = epath.Path(path)
   array, name, fps = motion_files.load_motion(path)
   if path.suffix.lower() == ".bvh":
     return retarget.resample(array, fps, representation.fps)
@@ -68,8 +72,9 @@ def load_motion_joints(path: pathlib.Path, representation) -> np.ndarray:
   return np.asarray(representation.to_joints(array))
 
 
-def evaluate_motion(task, model, path: pathlib.Path, out_dir: pathlib.Path, fmt: str) -> dict:
-  """Reconstructs one motion file; writes the side-by-side animation; returns its metrics."""
+def evaluate_motion(task, model, path: paths.PathLike, out_dir: paths.PathLike, fmt: str) -> dict:
+  """Reconstructs one motion file; writes the side-by-side animation into `out_dir`; returns its metrics."""
+  path, out_dir = epath.Path(path), epath.Path(out_dir)
   rep = task.representation
   joints = load_motion_joints(path, rep)
   features = (np.asarray(rep.from_joints(joints), np.float32) - task.mean) / task.std
@@ -112,8 +117,9 @@ def _physical(clips, rep, fps):
   return motion_metrics.mean_physical_metrics(joints, fps)
 
 
-def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) -> dict:
+def evaluate_llamo(task, model, step: int, workdir: paths.PathLike, evaluator, f) -> dict:
   """The LLaMo run's T2M / M2T evaluation (module docstring); writes the three files, returns the table."""
+  workdir = epath.Path(workdir)
   rep = task.representation
   if evaluator.representation != rep.name:
     raise ValueError(f"--evaluator={f.evaluator} reads {evaluator.representation} features, but this LLaMo's "
@@ -177,7 +183,7 @@ def evaluate_llamo(task, model, step: int, workdir: pathlib.Path, evaluator, f) 
 
   # The zero-shot split (held-out combinations of the synthetic corpus): attribute accuracy on its own.
   zs_ids = sources.HumanML3DSource(reference, rep.name).split_ids("zeroshot") \
-      if (pathlib.Path(reference) / "zeroshot.txt").is_file() else []
+      if (epath.Path(reference) / "zeroshot.txt").is_file() else []
   if zs_ids and f.split != "zeroshot":
     zs = t2m_protocol.read_folder(reference, rep.name, "zeroshot", t2m_protocol.Skips(), min_len=REFERENCE_MIN_LEN,
                                   ids=zs_ids)[:f.max_clips]
@@ -257,7 +263,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  workdir = pathlib.Path(f.workdir)
+  workdir = epath.Path(f.workdir)
   try:
     config = f.config if f.config is not None else runs.load_run_config(workdir)
   except (InputError, FileNotFoundError) as e:
@@ -281,8 +287,8 @@ def main(argv):
   if not hasattr(task, "evaluate_split"):
     raise app.UsageError(f"llamo_jax.evaluate does not support task {config.task!r} without --evaluator.")
   if f.motion:
-    result = evaluate_motion(task, model, pathlib.Path(f.motion), workdir, f.render_format)
-    out = workdir / f"eval_motion_{pathlib.Path(f.motion).stem}_step{step}.json"
+    result = evaluate_motion(task, model, f.motion, workdir, f.render_format)
+    out = workdir / f"eval_motion_{epath.Path(f.motion).stem}_step{step}.json"
   else:
     summary, per_clip = task.evaluate_split(model, f.split, max_len=f.max_len,
                                             max_batches=f.max_batches)

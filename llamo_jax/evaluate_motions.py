@@ -15,17 +15,19 @@ metrics.json: {"t2m": {"fid", "r_precision": {"top1", "top2", "top3"}, "mm_dist"
 "diversity"} each {"mean", "ci95"}, "physical": {...}, "protocol": {clip counts, skipped
 clips with reasons, notes}} (eval/t2m_protocol.py, eval/motion_metrics.py). FILE.npz holds
 the generated clips' `ids`, `captions`, `text` and `motion` embeddings (with --crop=none:
-each clip's first caption and whole clip).
+each clip's first caption and whole clip). Every path flag may be local or gs:// (any
+etils.epath path).
 """
 from __future__ import annotations
 
 import json
-import pathlib
 
 import numpy as np
 from absl import app
 from absl import flags
+from etils import epath
 
+from llamo_jax.core import paths
 from llamo_jax.data import sources
 from llamo_jax.eval import motion_metrics
 from llamo_jax.eval import t2m_protocol
@@ -42,9 +44,9 @@ def physical(clips: list[t2m_protocol.EvalClip], representation: str, fps: float
   return motion_metrics.mean_physical_metrics(joints, fps)
 
 
-def run(evaluator: t2m_protocol.Evaluator, reference: str, generated: str | None, *, split: str = "test",
-        crop: str = "protocol", num_repeats: int = 20, seed: int = 0, embeddings_out: str | None = None,
-        progress: bool = True) -> dict:
+def run(evaluator: t2m_protocol.Evaluator, reference: paths.PathLike, generated: paths.PathLike | None, *,
+        split: str = "test", crop: str = "protocol", num_repeats: int = 20, seed: int = 0,
+        embeddings_out: paths.PathLike | None = None, progress: bool = True) -> dict:
   """metrics.json's content for two folders (module docstring)."""
   rep = evaluator.representation
   skips = t2m_protocol.Skips()
@@ -52,7 +54,7 @@ def run(evaluator: t2m_protocol.Evaluator, reference: str, generated: str | None
   fps = sources.HumanML3DSource(reference, rep).fps
   gen_clips = None
   if generated:
-    gen_root = pathlib.Path(generated)
+    gen_root = epath.Path(generated)
     ids = None if (gen_root / f"{split}.txt").is_file() else sources.HumanML3DSource(reference, rep).split_ids(split)
     gen_clips = t2m_protocol.read_folder(gen_root, rep, split, skips, min_len=1, ids=ids)
   t2m = t2m_protocol.evaluate_t2m(evaluator, ref_clips, gen_clips, num_repeats=num_repeats, crop=crop,
@@ -65,7 +67,11 @@ def run(evaluator: t2m_protocol.Evaluator, reference: str, generated: str | None
     phys["reference"] = physical(ref_clips, rep, fps)
   if embeddings_out:
     kept = t2m_protocol.select_clips(scored, evaluator, crop, t2m_protocol.Skips(), "generated")
-    np.savez(embeddings_out, **t2m_protocol.generated_embeddings(evaluator, kept, crop, seed))
+    path = epath.Path(embeddings_out)
+    if not path.name.endswith(".npz"):  # as np.savez names a path it is given
+      path = path.with_name(path.name + ".npz")
+    with path.open("wb") as fh:
+      np.savez(fh, **t2m_protocol.generated_embeddings(evaluator, kept, crop, seed))
   return {"t2m": t2m, "physical": phys, "protocol": protocol,
           "reference": str(reference), "generated": str(generated) if generated else None, "split": split}
 
@@ -90,8 +96,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   f = flags.FLAGS
-  out = pathlib.Path(f.out)
-  if not out.parent.is_dir():
+  out = epath.Path(f.out)
+  if paths.is_local(out) and not out.parent.is_dir():  # an object store has no folders to check
     raise app.UsageError(f"--out={out}: folder {out.parent} does not exist.")
   try:
     evaluator = evaluator_lib.load_evaluator(f.evaluator)

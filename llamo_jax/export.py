@@ -17,27 +17,28 @@ Formats:
            runs it without JAX; `python -m llamo_jax.torch_generate --model=OUT` samples
            and captions from the command line.
 
-OUT must not exist or be empty; it is written to a temporary folder and
-renamed at the end.
+CHECKPOINT and OUT may be local or gs:// (any etils.epath path). OUT must not exist or be
+empty; it is written to a temporary folder beside it (for a gs:// OUT, written locally and
+uploaded there) and renamed at the end, so a failed export leaves nothing at OUT.
 """
 from __future__ import annotations
 
 import json
 import pathlib
-import shutil
 import sys
-import uuid
 from typing import Callable
 
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 import jax
 
 from llamo_jax import tasks
 from llamo_jax.convert import pretrained
 from llamo_jax.convert import hf as hf_lib
 from llamo_jax.convert import torch_export
+from llamo_jax.core import paths
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models.llama import LlamaConfig
@@ -62,10 +63,10 @@ def _write_hf_tokenizer(tokenizer: Tokenizer, cfg: LlamaConfig, out: pathlib.Pat
   (out / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
 
 
-def export_hf(checkpoint: str | pathlib.Path, out: pathlib.Path) -> None:
-  """Writes the pretrained dir `checkpoint` as a transformers LlamaForCausalLM folder into `out`."""
+def export_hf(checkpoint: paths.PathLike, out: pathlib.Path) -> None:
+  """Writes the pretrained dir `checkpoint` as a transformers LlamaForCausalLM folder into the local `out`."""
   cfg = pretrained.read_config(checkpoint)
-  tokenizer = Tokenizer.load(pathlib.Path(checkpoint) / pretrained.TOKENIZER_DIR)
+  tokenizer = Tokenizer.load(epath.Path(checkpoint) / pretrained.TOKENIZER_DIR)
   cpu = jax.sharding.SingleDeviceSharding(hf_lib.host_device())
   target = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=cpu),
                         pretrained.abstract_params(cfg))
@@ -80,11 +81,11 @@ def export_hf(checkpoint: str | pathlib.Path, out: pathlib.Path) -> None:
   _write_hf_tokenizer(tokenizer, cfg, out)
 
 
-def _check_llamo_run(checkpoint: str | pathlib.Path):
+def _check_llamo_run(checkpoint: paths.PathLike):
   """The run config of a LLaMo run whose VAE run exists; one clear error otherwise."""
   config = runs.load_run_config(checkpoint, task="llamo")
   vae_workdir = config.get("vae", {}).get("workdir", "")
-  if not vae_workdir or not (pathlib.Path(vae_workdir) / "config.json").is_file():
+  if not vae_workdir or not (epath.Path(vae_workdir) / "config.json").is_file():
     raise FileNotFoundError(f"{checkpoint} was trained on the motion VAE run config.vae.workdir="
                             f"{vae_workdir!r}, which is not a training workdir (no config.json); "
                             "the export needs that VAE: restore it there.")
@@ -92,8 +93,9 @@ def _check_llamo_run(checkpoint: str | pathlib.Path):
   return config
 
 
-def export_pytorch(checkpoint: str | pathlib.Path, out: pathlib.Path) -> None:
-  """Writes the latest checkpoint of the LLaMo run `checkpoint` (and its VAE) for llamo_jax.pytorch."""
+def export_pytorch(checkpoint: paths.PathLike, out: pathlib.Path) -> None:
+  """Writes the latest checkpoint of the LLaMo run `checkpoint` (and its VAE) for llamo_jax.pytorch
+  into the local `out`."""
   config = _check_llamo_run(checkpoint)
   task, model, step = tasks.restore_for_eval(config, checkpoint)
   model = llamo_lib.for_inference(model)
@@ -102,35 +104,36 @@ def export_pytorch(checkpoint: str | pathlib.Path, out: pathlib.Path) -> None:
       out, model, task.vae, task.tokenizer, representation=rep.name, fps=rep.fps,
       feature_mean=task.vae_task.mean, feature_std=task.vae_task.std, latent_mean=task.latent_mean,
       latent_std=task.latent_std, sampling=config.sampling.to_dict(),
-      source=f"{pathlib.Path(checkpoint).absolute()} step {step}")
+      source=f"{paths.absolute(checkpoint)} step {step}")
 
 
-FORMATS: dict[str, Callable[[str | pathlib.Path, pathlib.Path], None]] = {
+# Each writes the export into a local folder (safetensors and tokenizers write local files).
+FORMATS: dict[str, Callable[[paths.PathLike, pathlib.Path], None]] = {
     "hf": export_hf, "pytorch": export_pytorch}
 # Checks that the source is what the format reads, before anything is written.
-SOURCE_CHECKS: dict[str, Callable[[str | pathlib.Path], object]] = {
+SOURCE_CHECKS: dict[str, Callable[[paths.PathLike], object]] = {
     "hf": pretrained.read_config, "pytorch": _check_llamo_run}
 
 
-def export(checkpoint: str | pathlib.Path, fmt: str, out: str | pathlib.Path) -> pathlib.Path:
-  """Exports `checkpoint` in format `fmt` (a key of FORMATS) to the new directory `out`."""
+def export(checkpoint: paths.PathLike, fmt: str, out: paths.PathLike) -> epath.Path:
+  """Exports `checkpoint` in format `fmt` (a key of FORMATS) to the new directory `out` (any epath)."""
   if fmt not in FORMATS:
     raise ValueError(f"Unknown export format {fmt!r}; known formats: {sorted(FORMATS)}.")
   SOURCE_CHECKS[fmt](checkpoint)  # fail early on a source of the wrong kind
-  out = pathlib.Path(out).absolute()
+  out = paths.absolute(out)
   if out.exists() and (not out.is_dir() or any(out.iterdir())):
     raise FileExistsError(f"--out={out} exists and is not an empty directory; choose a new one.")
   out.parent.mkdir(parents=True, exist_ok=True)
-  tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+  tmp = paths.temp_sibling(out)
   try:
-    tmp.mkdir()
-    FORMATS[fmt](checkpoint, tmp)
+    with paths.staged_dir(tmp) as local:  # tmp itself when local, else uploaded to tmp on success
+      FORMATS[fmt](checkpoint, pathlib.Path(local))
     if out.exists():
       out.rmdir()  # empty, checked above
     tmp.rename(out)
   finally:
     if tmp.exists():
-      shutil.rmtree(tmp)
+      tmp.rmtree()
   return out
 
 

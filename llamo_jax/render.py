@@ -11,14 +11,16 @@ OUT by suffix: .gif (Pillow) or .mp4 (needs ffmpeg) animation, .png/.jpg
 filmstrip of --num_frames frames, or .bvh (our 22-joint hierarchy; 272
 features keep their rotations, joints and 263 features go through inverse
 kinematics).
+
+FILE, OUT, --mean_std_dir and --mapping may be local or gs:// (any etils.epath path).
 """
 from __future__ import annotations
 
-import pathlib
 import sys
 
 from absl import app
 from absl import flags
+from etils import epath
 
 from llamo_jax.motion import files
 from llamo_jax.motion import stick_figure
@@ -46,7 +48,7 @@ def define_flags() -> None:
 def main(argv):
   del argv
   f = flags.FLAGS
-  out = pathlib.Path(f.out)
+  out = epath.Path(f.out)
   suffix = out.suffix.lower()
   if suffix not in (".gif", ".mp4", ".png", ".jpg", ".jpeg", ".bvh"):
     sys.exit(f"render: error: --out={out} must end in .gif, .mp4, .png, .jpg or .bvh.")

@@ -7,20 +7,22 @@
 The run's config is read from WORKDIR/config.json. Text to motion writes, per prompt,
 OUT/t2m_I.npy (joints [T,22,3]), OUT/t2m_I_features.npy (the VAE's representation,
 denormalised), OUT/t2m_I.gif (or .mp4) and OUT/t2m_I.bvh; captions go to
-OUT/captions.json. OUT defaults to WORKDIR/samples/cli_stepN.
+OUT/captions.json. OUT defaults to WORKDIR/samples/cli_stepN. WORKDIR, OUT and the
+--motion file may be local or gs:// (any etils.epath path).
 """
 from __future__ import annotations
 
 import json
-import pathlib
 import time
 
 import jax
 import numpy as np
 from absl import app
 from absl import flags
+from etils import epath
 
 from llamo_jax import tasks
+from llamo_jax.core import paths
 from llamo_jax.data import sequences
 from llamo_jax.generation import streaming
 from llamo_jax.models import llamo as llamo_lib
@@ -47,14 +49,16 @@ def define_flags() -> None:
   flags.mark_flags_as_required(["workdir"])
 
 
-def text_to_motion(task, model, prompts, out: pathlib.Path, *, seed: int, render_format: str,
+def text_to_motion(task, model, prompts, out: paths.PathLike, *, seed: int, render_format: str,
                    **overrides) -> list[dict]:
-  """Samples one motion per prompt and writes it (see module docstring); returns a summary."""
+  """Samples one motion per prompt and writes it into `out` (any epath; module docstring); returns a
+  summary."""
+  out = epath.Path(out)
   features, motions, lengths = task.sample_motions(model, list(prompts), jax.random.key(seed), **overrides)
   rep, summary = task.representation, []
   for i, (prompt, feats, joints) in enumerate(zip(prompts, features, motions)):
-    np.save(out / f"t2m_{i}.npy", joints)
-    np.save(out / f"t2m_{i}_features.npy", feats)
+    paths.save_npy(out / f"t2m_{i}.npy", joints)
+    paths.save_npy(out / f"t2m_{i}_features.npy", feats)
     bvh_format.write_bvh(out / f"t2m_{i}.bvh", motion_files.to_bvh(feats, rep.name, rep.fps))
     if render_format != "none":
       stick_figure.render_motion(joints, out / f"t2m_{i}.{render_format}", fps=rep.fps, caption=prompt)
@@ -63,7 +67,7 @@ def text_to_motion(task, model, prompts, out: pathlib.Path, *, seed: int, render
   return summary
 
 
-def caption_file(task, model, path: pathlib.Path) -> str:
+def caption_file(task, model, path: paths.PathLike) -> str:
   """Encodes a motion file with the run's VAE and captions it greedily."""
   array, name, _ = motion_files.load_motion(path)
   rep = task.representation
@@ -100,14 +104,14 @@ def main(argv):
   f = flags.FLAGS
   if not f.prompt and not f.motion:
     raise app.UsageError("Nothing to do: pass --prompt=TEXT (text to motion) and/or --motion=FILE (caption).")
-  workdir = pathlib.Path(f.workdir)
+  workdir = epath.Path(f.workdir)
   try:
     config = runs.load_run_config(workdir, task="llamo")
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e)) from e
   task, model, step = tasks.restore_for_eval(config, workdir, f.step)
   model = llamo_lib.for_inference(model)
-  out = pathlib.Path(f.out) if f.out else workdir / "samples" / f"cli_step{step}"
+  out = epath.Path(f.out) if f.out else workdir / "samples" / f"cli_step{step}"
   out.mkdir(parents=True, exist_ok=True)
   result = {"step": step}
   if f.prompt:
@@ -117,7 +121,7 @@ def main(argv):
     if f.stream:
       result["stream"] = stream_first(task, model, f.prompt[0], seed=f.seed)
   if f.motion:
-    result["caption"] = {"motion": f.motion, "caption": caption_file(task, model, pathlib.Path(f.motion))}
+    result["caption"] = {"motion": f.motion, "caption": caption_file(task, model, f.motion)}
     (out / "captions.json").write_text(json.dumps(result["caption"], indent=1))
   print(json.dumps(result, indent=1))
   print(f"wrote {out}")

@@ -3,6 +3,7 @@ r"""Scores text with a pretrained Llama: per-token log-probabilities and perplex
   python -m llamo_jax.score --checkpoint=DIR --text_file=F [--out=scores.json]
       [--batch_size=8] [--max_len=N]
 
+DIR, F and --out may be local or gs:// (any etils.epath path).
 Every non-empty line of F is one sequence, tokenized with BOS. The script
 prints each line's perplexity and the overall (token-weighted) perplexity and,
 with --out, writes JSON {"token_ids": [[...]], "logprobs": [[...]],
@@ -20,18 +21,19 @@ from __future__ import annotations
 import functools
 import json
 import math
-import pathlib
 import sys
 from typing import Sequence
 
 from absl import app
 from absl import flags
+from etils import epath
 from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from llamo_jax.convert import pretrained
+from llamo_jax.core import paths
 from llamo_jax.data.tokenizer import Tokenizer
 
 MIN_BUCKET = 16
@@ -94,11 +96,13 @@ def perplexity(logprobs: Sequence[Sequence[float]]) -> float:
   return math.exp(-sum(sum(lp) for lp in logprobs) / n)
 
 
-def score_file(checkpoint: str | pathlib.Path, text_file: str | pathlib.Path,
-               out: str | pathlib.Path | None = None, *, batch_size: int = 8,
-               max_len: int | None = None) -> dict:
-  """Scores the non-empty lines of `text_file`; prints perplexities; writes `out` if given."""
-  lines = [l for l in pathlib.Path(text_file).read_text().splitlines() if l.strip()]
+def score_file(checkpoint: paths.PathLike, text_file: paths.PathLike, out: paths.PathLike | None = None, *,
+               batch_size: int = 8, max_len: int | None = None) -> dict:
+  """Scores the non-empty lines of `text_file`; prints perplexities; writes `out` if given (any epath)."""
+  text_file = epath.Path(text_file)
+  if not text_file.is_file():
+    raise FileNotFoundError(f"--text_file={text_file} does not exist.")
+  lines = [l for l in text_file.read_text().splitlines() if l.strip()]
   if not lines:
     raise ValueError(f"{text_file} has no non-empty lines to score.")
   _, model, tokenizer = pretrained.load_pretrained(checkpoint)
@@ -111,7 +115,7 @@ def score_file(checkpoint: str | pathlib.Path, text_file: str | pathlib.Path,
   n_scored = sum(len(lp) for lp in logprobs)
   print(f"overall: {len(lines)} lines, {n_scored} scored tokens, perplexity {result['perplexity']:.4f}")
   if out is not None:
-    pathlib.Path(out).write_text(json.dumps(result) + "\n")
+    epath.Path(out).write_text(json.dumps(result) + "\n")
   return result
 
 

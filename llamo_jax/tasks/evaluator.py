@@ -25,6 +25,7 @@ a trained evaluator loads without its training data.
 """
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 import re
@@ -38,6 +39,7 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
+from llamo_jax.core import paths
 from llamo_jax.data import pipeline as motion_pipeline
 from llamo_jax.data import prepare
 from llamo_jax.data import records
@@ -228,11 +230,11 @@ class EvaluatorTask(task_lib.Task):
     kind = cfg.get("evaluator", None)
     if kind not in KINDS:
       raise ValueError(f"config.evaluator={kind!r}: choose one of {KINDS}.")
-    meta_dir = pathlib.Path(self.workdir) / META_DIR
+    meta_dir = epath.Path(self.workdir) / META_DIR
     if (meta_dir / "meta.json").exists():
       meta = json.loads((meta_dir / "meta.json").read_text())
       vocabulary = meta["vocabulary"]
-      self.mean, self.std = np.load(meta_dir / "mean.npy"), np.load(meta_dir / "std.npy")
+      self.mean, self.std = paths.load_npy(meta_dir / "mean.npy"), paths.load_npy(meta_dir / "std.npy")
     else:
       if "corpus" in cfg.data:
         corpus_dir = prepare.ensure_synthetic_corpus(cfg.data.corpus)
@@ -315,12 +317,13 @@ def _train_captions(records_path: str) -> list[str]:
   return [c for i in range(len(source)) for c in records.decode(source[i])["captions"]]
 
 
-def write_meta(meta_dir: pathlib.Path, kind: str, representation: str, model_config: dict[str, Any],
+def write_meta(meta_dir: paths.PathLike, kind: str, representation: str, model_config: dict[str, Any],
                vocabulary: Sequence[str], max_words: int, mean: np.ndarray, std: np.ndarray) -> None:
-  """WORKDIR/evaluator/: what `load_evaluator` needs besides the weights."""
+  """WORKDIR/evaluator/ (any epath): what `load_evaluator` needs besides the weights."""
+  meta_dir = epath.Path(meta_dir)
   meta_dir.mkdir(parents=True, exist_ok=True)
-  np.save(meta_dir / "mean.npy", np.asarray(mean, np.float32))
-  np.save(meta_dir / "std.npy", np.asarray(std, np.float32))
+  paths.save_npy(meta_dir / "mean.npy", np.asarray(mean, np.float32))
+  paths.save_npy(meta_dir / "std.npy", np.asarray(std, np.float32))
   (meta_dir / "meta.json").write_text(json.dumps(
       {"kind": kind, "representation": representation, "model": model_config, "max_words": max_words,
        "unit_length": UNIT_LENGTH, "max_motion_length": MAX_MOTION_LENGTH, "vocabulary": list(vocabulary)},
@@ -424,16 +427,17 @@ class Evaluator:
     return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
 
-def _meta(path: pathlib.Path) -> dict[str, Any]:
+def _meta(path: epath.Path) -> dict[str, Any]:
   meta = json.loads((path / META_DIR / "meta.json").read_text())
   if meta.get("kind") not in KINDS:
     raise ValueError(f"{path / META_DIR / 'meta.json'} names kind {meta.get('kind')!r}, not one of {KINDS}.")
   return meta
 
 
-def load_evaluator(path: str | pathlib.Path) -> Evaluator:
-  """The evaluator of a training workdir (configs/evaluator.py) or an import_evaluator output folder."""
-  path = pathlib.Path(path)
+def load_evaluator(path: paths.PathLike) -> Evaluator:
+  """The evaluator of a training workdir (configs/evaluator.py) or an import_evaluator output folder
+  (either local or gs://)."""
+  path = epath.Path(path)
   if not path.is_dir():
     raise FileNotFoundError(f"Evaluator {path} does not exist: pass an evaluator training workdir "
                             "(python -m llamo_jax.train --config=configs/evaluator.py:guo --workdir=W) or the "
@@ -446,8 +450,8 @@ def load_evaluator(path: str | pathlib.Path) -> Evaluator:
                          meta["max_words"])
     model = encoders.make_model(nnx.Rngs(0))
     load_params(model, params_file)
-    return Evaluator(encoders, model, meta["representation"], np.load(path / META_DIR / "mean.npy"),
-                     np.load(path / META_DIR / "std.npy"), str(path))
+    return Evaluator(encoders, model, meta["representation"], paths.load_npy(path / META_DIR / "mean.npy"),
+                     paths.load_npy(path / META_DIR / "std.npy"), str(path))
   if not (path / "config.json").exists():
     raise FileNotFoundError(f"{path} is neither an evaluator training workdir (no config.json) nor an "
                             f"import_evaluator folder (no {META_DIR}/params.npz).")
@@ -455,7 +459,7 @@ def load_evaluator(path: str | pathlib.Path) -> Evaluator:
   if not (path / META_DIR / "meta.json").exists():
     raise FileNotFoundError(f"{path / META_DIR / 'meta.json'} not found: the evaluator run in {path} never "
                             "started; train it first.")
-  task, model, step = runs.restore(config, epath.Path(path), EvaluatorTask)
+  task, model, step = runs.restore(config, path, EvaluatorTask)
   return Evaluator(task.encoders, model, task.representation.name, task.mean, task.std, str(path), step)
 
 
@@ -465,9 +469,9 @@ def save_params(model: nnx.Module, path: pathlib.Path) -> None:
   np.savez(path, **{"/".join(map(str, k)): np.asarray(v[...]) for k, v in flat})
 
 
-def load_params(model: nnx.Module, path: pathlib.Path) -> None:
-  """Sets `model`'s params from `save_params`' file; a missing or mis-shaped entry is named."""
-  stored = np.load(path)
+def load_params(model: nnx.Module, path: paths.PathLike) -> None:
+  """Sets `model`'s params from `save_params`' file (any epath); a missing or mis-shaped entry is named."""
+  stored = np.load(io.BytesIO(epath.Path(path).read_bytes()))
   state = nnx.state(model, nnx.Param)
   flat = nnx.to_flat_state(state)
   for key, var in flat:
