@@ -277,9 +277,8 @@ class LLaMoTask(task_lib.Task):
         i, j = row % len(prompts), row // len(prompts)
         if j == 0:
           paths.save_npy(out / f"t2m_{i}.npy", joints)
-          with paths.staged_dir(out) as local:  # matplotlib writes local files; out may be gs://
-            stick_figure.render_motion(joints, local / f"t2m_{i}.gif", fps=self.representation.fps,
-                                       caption=prompts[i])
+          stick_figure.render_motion(joints, out / f"t2m_{i}.gif", fps=self.representation.fps,  # out may be gs://
+                                     caption=prompts[i])
           images[f"t2m/{i}"] = stick_figure.render_frames_image(joints, prompts[i])[None]
         entry = {"prompt": prompts[i], "sample": j, "frames": int(joints.shape[0])}
         if expect:
