@@ -1,11 +1,14 @@
 """evaluate_motions on two HumanML3D-layout folders, with the fake evaluator standing in for a trained one."""
 import json
 import pathlib
+import types
 
 import numpy as np
 import pytest
 
+from fake_gcs import fake_gcs
 from llamo_jax import evaluate_motions
+from llamo_jax.core import paths
 from tests.eval.fake_evaluator import FakeEvaluator, clip_features
 
 
@@ -57,3 +60,25 @@ def test_run_refuses_an_evaluator_of_the_other_representation(folders):
   with pytest.raises(FileNotFoundError, match="vecs272 does not exist"):
     evaluate_motions.run(FakeEvaluator("mm272"), str(folders / "ref"), str(folders / "gen"), num_repeats=1,
                          progress=False)
+
+
+def test_main_reads_and_writes_gcs(folders, tmp_path, monkeypatch):
+  """Every path flag on gs:// (a fake bucket only epath reaches): folders, evaluator, --out, --embeddings_out."""
+  monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would land under ./gs:
+  loaded = []
+  monkeypatch.setattr(evaluate_motions.evaluator_lib, "load_evaluator", lambda path: loaded.append(path) or FakeEvaluator())
+  monkeypatch.setattr(evaluate_motions.flags, "FLAGS", types.SimpleNamespace(
+      evaluator="gs://b/evaluator", reference="gs://b/ref", generated="gs://b/gen", split="test", crop="none",
+      num_repeats=1, seed=0, embeddings_out="gs://b/out/emb.npz", out="gs://b/out/metrics.json"))
+  with fake_gcs(tmp_path / "bucket"):
+    paths.upload_tree(folders / "ref", "gs://b/ref")
+    paths.upload_tree(folders / "gen", "gs://b/gen")
+    evaluate_motions.main(["evaluate_motions"])
+  out = tmp_path / "bucket" / "gs:" / "b" / "out"
+  m = json.loads((out / "metrics.json").read_text())
+  assert loaded == ["gs://b/evaluator"] and m["evaluator"] == "gs://b/evaluator"
+  assert m["reference"] == "gs://b/ref" and m["generated"] == "gs://b/gen"
+  assert m["protocol"]["skipped"]["by_reason"] == {"non_finite": 1, "missing_motion": 1, "missing_text": 1}
+  assert m["protocol"]["num_clips"] == 37 and m["t2m"]["r_precision"]["top1"]["mean"] > 0.9
+  assert np.load(out / "emb.npz")["motion"].shape == (37, 16)
+  assert not (tmp_path / "gs:").exists(), "a gs:// path was written to the local disk"

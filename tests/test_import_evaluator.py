@@ -2,8 +2,13 @@
 re-implementation of the published modules) converts to embeddings equal to PyTorch's."""
 import pickle
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
+
+from fake_gcs import fake_gcs
+from llamo_jax.core import paths
 
 torch = pytest.importorskip("torch", reason="the import-parity test needs torch (pip install -e \".[torch]\")")
 
@@ -94,6 +99,24 @@ def test_imported_embeddings_equal_pytorch(tmp_path, sizes):
   assert np.abs(want_motion).max() > 1e-2
   # A raw caption goes through the tagger to the same tokens.
   np.testing.assert_allclose(evaluator.encode_texts(["a man walks forward"]), want_text[:1], atol=1e-4, rtol=0)
+
+
+def test_imported_evaluator_loads_from_gcs(tmp_path, monkeypatch):
+  """--evaluator=gs://... (a fake bucket only epath reaches): the same weights and statistics as locally."""
+  monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would be looked up under ./gs:
+  _released_layout(tmp_path, (300, 8, 8, 8, 8, 8))
+  local = load_evaluator(import_evaluator.import_evaluator(tmp_path / "source", tmp_path / "glove", tmp_path / "out"))
+  with fake_gcs(tmp_path / "bucket"):
+    paths.upload_tree(tmp_path / "out", "gs://b/evaluator")
+    remote = load_evaluator("gs://b/evaluator")
+  assert (remote.kind, remote.representation, remote.source) == ("guo", "hml263", "gs://b/evaluator")
+  np.testing.assert_array_equal(remote.mean, local.mean)
+  np.testing.assert_array_equal(remote.std, local.std)
+  want, got = (jax.tree.leaves(nnx.state(e.model, nnx.Param)) for e in (local, remote))
+  assert len(want) == len(got) > 0
+  for a, b in zip(want, got):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not (tmp_path / "gs:").exists()
 
 
 def test_import_errors_name_the_problem(tmp_path):

@@ -2,15 +2,20 @@
 import pathlib
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from fake_gcs import fake_gcs
+from llamo_jax import render
+from llamo_jax.core import paths
 from llamo_jax.motion import files
 from llamo_jax.motion import representation
 from llamo_jax.motion import skeleton
 from llamo_jax.motion.bvh import format as bvh_format
+from tests.motion.walking_clip import walking_joints
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -77,3 +82,31 @@ def test_272_features_export_their_rotations_exactly(tmp_path):
   assert fps == 30
   want = files.to_joints(feats, "mm272")
   np.testing.assert_allclose(back, want, atol=1e-4)
+
+
+def test_cli_reads_and_writes_gcs(tmp_path, monkeypatch):
+  """--motion, --out and --mean_std_dir on gs:// (a fake bucket only epath reaches): gif, png and bvh."""
+  monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would land under ./gs:
+  rep = representation.get_representation("hml263")
+  feats = np.asarray(rep.from_joints(walking_joints(7)), np.float32)  # 6 frames
+  mean, std = feats.mean(0), feats.std(0) + 0.1
+  flag_values = dict(motion="gs://b/in/walk.npy", caption="walks", representation="auto",
+                     mean_std_dir="gs://b/stats", fps=None, num_frames=3, unit="auto", up="y", mapping=None,
+                     bvh_unit="cm", bvh_order="ZXY")
+  with fake_gcs(tmp_path / "bucket"):
+    paths.save_npy("gs://b/in/walk.npy", (feats - mean) / std)
+    paths.save_npy("gs://b/stats/Mean.npy", mean)
+    paths.save_npy("gs://b/stats/Std.npy", std)
+    for out in ("gs://b/out/walk.gif", "gs://b/out/walk.png", "gs://b/out/walk.bvh"):
+      monkeypatch.setattr(render.flags, "FLAGS", types.SimpleNamespace(out=out, **flag_values))
+      render.main(["render"])
+    back, name, fps = files.load_motion("gs://b/out/walk.bvh")
+  out = tmp_path / "bucket" / "gs:" / "b" / "out"
+  assert sorted(p.name for p in out.iterdir()) == ["walk.bvh", "walk.gif", "walk.png"]
+  with Image.open(out / "walk.gif") as gif:
+    assert gif.n_frames == 6
+  with Image.open(out / "walk.png") as png:
+    assert png.format == "PNG"
+  assert (name, fps, back.shape) == ("joints", 20, (6, 22, 3))
+  np.testing.assert_allclose(back[:, 0], files.to_joints(feats, "hml263")[:, 0], atol=1e-3)  # denormalised
+  assert not (tmp_path / "gs:").exists(), "a gs:// path was written to the local disk"

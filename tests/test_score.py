@@ -8,7 +8,11 @@ import sys
 import numpy as np
 import pytest
 import tokenizers
+from etils import epath
 from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from fake_gcs import fake_gcs
+from llamo_jax.core import paths
 
 torch = pytest.importorskip("torch", reason="the scoring parity test needs torch")
 transformers = pytest.importorskip("transformers", reason="the scoring parity test needs transformers")
@@ -96,3 +100,18 @@ def test_score_cli(tiny, tmp_path):
   assert "overall: 2 lines" in res.stdout and "perplexity" in res.stdout
   result = json.loads((tmp_path / "s.json").read_text())
   assert len(result["logprobs"][0]) == len(result["token_ids"][0]) - 1
+
+
+def test_score_file_reads_and_writes_gcs(tiny, tmp_path, monkeypatch):
+  """--checkpoint, --text_file and --out on gs:// (a fake bucket only epath and orbax reach)."""
+  checkpoint, _ = tiny
+  monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would land under ./gs:
+  (tmp_path / "lines.txt").write_text("a person walks forward.\n\nsomeone runs\n")
+  want = score.score_file(checkpoint, tmp_path / "lines.txt")
+  with fake_gcs(tmp_path / "bucket"):
+    paths.upload_tree(checkpoint, "gs://b/pretrained")
+    epath.Path("gs://b/lines.txt").write_text("a person walks forward.\n\nsomeone runs\n")
+    got = score.score_file("gs://b/pretrained", "gs://b/lines.txt", "gs://b/out/scores.json")
+  assert got == want
+  assert json.loads((tmp_path / "bucket" / "gs:" / "b" / "out" / "scores.json").read_text()) == want
+  assert not (tmp_path / "gs:").exists(), "a gs:// path was written to the local disk"

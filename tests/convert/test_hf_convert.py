@@ -22,7 +22,9 @@ from llamo_jax import import_llm
 from llamo_jax.convert import pretrained
 from llamo_jax.core import sharding
 from llamo_jax.convert import hf as hf_lib
+from llamo_jax.core import paths
 from llamo_jax.data.tokenizer import Tokenizer
+from fake_gcs import fake_gcs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 VOCAB = 320
@@ -235,6 +237,32 @@ def test_export_rejects_unknown_format_and_used_out(tiny_pretrained, tmp_path):
   (tmp_path / "used" / "f").write_text("x")
   with pytest.raises(FileExistsError, match="not an empty directory"):
     export_lib.export(tiny_pretrained, "hf", tmp_path / "used")
+
+
+def test_export_reads_and_writes_gcs_and_a_failure_leaves_nothing(tiny_pretrained, tmp_path, monkeypatch):
+  """--checkpoint and --out on gs:// (a fake bucket only epath and orbax reach): the same files as a local
+  export; a failing export leaves neither --out nor a temporary folder in the bucket."""
+  monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would land under ./gs:
+  local = export_lib.export(tiny_pretrained, "hf", tmp_path / "local")
+  bucket = tmp_path / "bucket" / "gs:" / "b"
+  with fake_gcs(tmp_path / "bucket"):
+    paths.upload_tree(tiny_pretrained, "gs://b/pretrained")
+    assert str(export_lib.export("gs://b/pretrained", "hf", "gs://b/hf")) == "gs://b/hf"
+    with pytest.raises(FileExistsError, match="not an empty directory"):
+      export_lib.export("gs://b/pretrained", "hf", "gs://b/hf")
+
+    def half_written(checkpoint, out):
+      (out / "config.json").write_text("{}")
+      raise RuntimeError("disk full")
+
+    monkeypatch.setitem(export_lib.FORMATS, "hf", half_written)
+    with pytest.raises(RuntimeError, match="disk full"):
+      export_lib.export("gs://b/pretrained", "hf", "gs://b/hf2")
+  assert sorted(os.listdir(bucket)) == ["hf", "pretrained"]
+  assert sorted(os.listdir(bucket / "hf")) == sorted(os.listdir(local))
+  for name in os.listdir(local):
+    assert (bucket / "hf" / name).read_bytes() == (local / name).read_bytes(), name
+  assert not (tmp_path / "gs:").exists(), "a gs:// path was written to the local disk"
 
 
 def test_import_cli(tiny_src, tmp_path):

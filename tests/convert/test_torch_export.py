@@ -8,7 +8,9 @@ import subprocess
 import sys
 
 import pytest
+from etils import epath
 
+from fake_gcs import fake_gcs
 from llamo_jax import export as export_lib
 
 
@@ -36,6 +38,20 @@ def test_a_missing_vae_workdir_is_named(tmp_path):
   with pytest.raises(ValueError, match=r"is a 'lm' run, not a 'motion_vae' run"):
     export_lib.export(run, "pytorch", tmp_path / "out")
   assert not (tmp_path / "out").exists()
+
+
+def test_a_run_and_its_vae_on_gcs_are_read_there(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would be looked up under ./gs:
+  with fake_gcs(tmp_path / "bucket"):
+    epath.Path("gs://b/vae/config.json").write_text(json.dumps({"task": "motion_vae"}))
+    epath.Path("gs://b/llamo/config.json").write_text(json.dumps({"task": "llamo", "vae": {"workdir": "gs://b/vae"}}))
+    config = export_lib.SOURCE_CHECKS["pytorch"]("gs://b/llamo")
+    assert config.vae.workdir == "gs://b/vae"
+    with pytest.raises(FileNotFoundError, match=r"config.vae.workdir='gs://b/gone', which is not a training workdir"):
+      epath.Path("gs://b/llamo2/config.json").write_text(
+          json.dumps({"task": "llamo", "vae": {"workdir": "gs://b/gone"}}))
+      export_lib.export("gs://b/llamo2", "pytorch", "gs://b/out")
+  assert not (tmp_path / "bucket" / "gs:" / "b" / "out").exists()
 
 
 @pytest.mark.slow  # a process importing the whole package (~40 s); the errors themselves are tested above

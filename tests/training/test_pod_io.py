@@ -34,6 +34,23 @@ def test_absolute_keeps_uris():
   assert paths.absolute("rel").is_absolute()
 
 
+def test_staged_file_uploads_only_on_success(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  with fake_gcs(tmp_path / "bucket"):
+    with paths.staged_file("gs://b/out/a.gif") as local:
+      assert paths.is_local(local) and local.suffix == ".gif"  # writers choose the format by it
+      local.write_bytes(b"GIF89a")
+    with pytest.raises(RuntimeError, match="renderer failed"):
+      with paths.staged_file("gs://b/out/b.gif") as local:
+        local.write_bytes(b"GIF8")  # half written
+        raise RuntimeError("renderer failed")
+    assert epath.Path("gs://b/out/a.gif").read_bytes() == b"GIF89a"
+    assert not epath.Path("gs://b/out/b.gif").exists()
+  with paths.staged_file(tmp_path / "here" / "c.png") as local:  # local: the target itself
+    assert local == tmp_path / "here" / "c.png" and local.parent.is_dir()
+  assert not (tmp_path / "gs:").exists()
+
+
 def test_pretrained_dir_and_workdir_config_on_gcs(tmp_path, caption_corpus_dir, monkeypatch):
   monkeypatch.chdir(tmp_path)
   with fake_gcs(tmp_path / "bucket"):
