@@ -96,7 +96,7 @@ def llamo_config_dict(cfg: llamo_lib.LLaMoConfig) -> dict[str, Any]:
        "n_kv_heads": lc.n_kv_heads, "head_dim": lc.head_dim, "ffn_dim": lc.ffn_dim,
        "norm_eps": lc.norm_eps, "rope_theta": lc.rope_theta, "rope_scaling": scaling,
        "tie_embeddings": lc.tie_embeddings, "latent_dim": cfg.latent_dim, "split": cfg.split,
-       "flow_width": cfg.flow_width, "flow_depth": cfg.flow_depth}
+       "flow_width": cfg.flow_width, "flow_depth": cfg.flow_depth, "bom_expert": cfg.bom_expert}
   assert tuple(d) == layout.LLAMO_FIELDS
   return d
 

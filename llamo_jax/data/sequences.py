@@ -149,8 +149,9 @@ class _MakeExample(grain.transforms.RandomMap):
 
   def __init__(self, tokenizer: Tokenizer, bom: int, eom: int, mix: Mapping[str, float],
                mean: np.ndarray, std: np.ndarray, max_motion_tokens: int, seq_len: int,
-               text_capacity: int, motion_capacity: int):
+               text_capacity: int, motion_capacity: int, bom_in_motion: bool):
     self.tokenizer, self.bom, self.eom = tokenizer, bom, eom
+    self.bom_in_motion = bom_in_motion
     self.kinds, self.weights = _normalise_mix(mix)
     self.mean, self.inv_std = mean.astype(np.float32), (1.0 / std).astype(np.float32)
     self.max_motion_tokens, self.seq_len = max_motion_tokens, seq_len
@@ -167,7 +168,8 @@ class _MakeExample(grain.transforms.RandomMap):
     if len(ex["tokens"]) > self.seq_len:
       raise ValueError(f"A {kind} example of clip {rec['clip_id']} has {len(ex['tokens'])} tokens, more than "
                        f"data.seq_len={self.seq_len}; raise data.seq_len or lower data.max_motion_tokens.")
-    n_motion = int(ex["modality"].sum())
+    # Tokens per MoT expert buffer: [BOM] runs the motion expert under model.bom_expert="motion".
+    n_motion = int(ex["modality"].sum()) + (int(np.sum(ex["tokens"] == self.bom)) if self.bom_in_motion else 0)
     n_text = len(ex["tokens"]) - n_motion
     if n_text > self.text_capacity or n_motion > self.motion_capacity:
       raise ValueError(f"A {kind} example of clip {rec['clip_id']} has {n_text} text / {n_motion} motion tokens; "
@@ -222,7 +224,7 @@ def make_llamo_loader(config: ml_collections.ConfigDict, split: str, tokenizer: 
   ds = ds.seed(seed).shuffle().repeat(num_epochs)
   ds = ds.random_map(_MakeExample(tokenizer, bom, eom, mix, dataset.mean, dataset.std,
                                   int(data.get("max_motion_tokens", 50)), seq_len, text_capacity,
-                                  motion_capacity))
+                                  motion_capacity, model.get("bom_expert", "text") == "motion"))
   lengths = {k: seq_len for k in TOKEN_FEATURES + LATENT_FEATURES}
   lengths.update(n_text=text_capacity, n_motion=motion_capacity)
   packed = grain.experimental.FirstFitPackIterDataset(
@@ -239,8 +241,11 @@ def make_llamo_loader(config: ml_collections.ConfigDict, split: str, tokenizer: 
   return iter(packed.batch(global_batch, drop_remainder=num_epochs is None).map(host_rows))
 
 
-def row_token_counts(batches: Sequence[Mapping[str, np.ndarray]]) -> dict[str, int]:
-  """Largest per-row text and motion token counts over some batches (for choosing capacities)."""
-  text = max(int(((b["modality"] == 0) & (b["segment_ids"] > 0)).sum(1).max()) for b in batches)
-  motion = max(int((b["modality"] == 1).sum(1).max()) for b in batches)
+def row_token_counts(batches: Sequence[Mapping[str, np.ndarray]], bom: int | None = None) -> dict[str, int]:
+  """Largest per-row text- and motion-expert token counts over some batches (for choosing
+  capacities); with `bom` given, [BOM] counts as a motion-expert token (model.bom_expert="motion")."""
+  def motion(b):
+    return (b["modality"] == 1) | ((b["tokens"] == bom) if bom is not None else False)
+  text = max(int((~motion(b) & (b["segment_ids"] > 0)).sum(1).max()) for b in batches)
+  motion = max(int(motion(b).sum(1).max()) for b in batches)
   return {"text": text, "motion": motion}

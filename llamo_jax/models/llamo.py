@@ -78,6 +78,10 @@ class LLaMoConfig(config_dataclass.FromDict):
   lambda_text: float = 1.0
   lambda_exit: float = 0.1
   cfg_dropout: float = 0.1
+  # The expert that runs the [BOM] position, whose h conditions the first latent. "text": the frozen
+  # text expert (only [BOM]'s embedding trains); "motion": the trained motion expert, which reads
+  # the caption as every later motion position does. [BOM] keeps its text-side embedding either way.
+  bom_expert: str = "text"
 
   def __post_init__(self):
     if isinstance(self.llama, Mapping):
@@ -91,6 +95,8 @@ class LLaMoConfig(config_dataclass.FromDict):
         raise ValueError(f"LLaMoConfig.{name} must be positive, got {getattr(self, name)}.")
     if self.sigma_tf_schedule not in ("fixed", "uniform"):
       raise ValueError(f"LLaMoConfig.sigma_tf_schedule={self.sigma_tf_schedule!r}: choose 'fixed' or 'uniform'.")
+    if self.bom_expert not in ("text", "motion"):
+      raise ValueError(f"LLaMoConfig.bom_expert={self.bom_expert!r}: choose 'text' or 'motion'.")
     if not 0.0 <= self.cfg_dropout < 1.0:
       raise ValueError(f"LLaMoConfig.cfg_dropout must be in [0,1), got {self.cfg_dropout}.")
 
@@ -145,6 +151,13 @@ class LLaMo(mot_lib.MoT):
     motion = self.motion_in(latents).astype(text.dtype)
     return jnp.where((modality == mot_lib.MOTION)[..., None], motion, text)
 
+  def experts(self, tokens: jax.Array, modality: jax.Array) -> jax.Array:
+    """The expert each position runs [B,T] (mot.TEXT | mot.MOTION): its modality, except [BOM]
+    under `bom_expert="motion"`."""
+    if self.config.bom_expert == "motion":
+      return jnp.where(tokens == bom_id(self.config), mot_lib.MOTION, modality)
+    return modality
+
   def __call__(self, tokens: jax.Array, latents: jax.Array, modality: jax.Array,
                positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
                cache: KVCache | None = None
@@ -156,8 +169,8 @@ class LLaMo(mot_lib.MoT):
     if latents.shape != tokens.shape + (self.config.latent_dim,):
       raise ValueError(f"latents have shape {latents.shape}; expected [B,T,C]="
                        f"{tokens.shape + (self.config.latent_dim,)}.")
-    h, cache, _ = self.mot_backbone(self.embed_inputs(tokens, latents, modality), modality,
-                                    positions, segment_ids, cache)
+    h, cache, _ = self.mot_backbone(self.embed_inputs(tokens, latents, modality),
+                                    self.experts(tokens, modality), positions, segment_ids, cache)
     return self.logits(h), h, cache
 
   def exit_logits(self, h: jax.Array) -> jax.Array:
@@ -195,7 +208,8 @@ class LLaMo(mot_lib.MoT):
     l_exit = jnp.sum(bce * exit_mask) / jnp.maximum(jnp.sum(exit_mask), 1.0)
     total = l_flow + cfg.lambda_text * l_text + cfg.lambda_exit * l_exit
     # Tokens that did not fit their expert's buffer (padding past a buffer does not count).
-    overflow = jnp.sum(~self.routing(modality).keep & (batch["segment_ids"] != 0))
+    overflow = jnp.sum(~self.routing(self.experts(batch["tokens"], modality)).keep
+                       & (batch["segment_ids"] != 0))
     return total, {"loss": total, "flow_loss": l_flow, "text_loss": l_text,
                    "exit_loss": l_exit, "route_overflow": overflow}
 
@@ -235,8 +249,8 @@ def prefill(model: LLaMo, tokens: jax.Array, latents: jax.Array, modality: jax.A
     raise ValueError(f"latents have shape {latents.shape}; expected [B,T,C]="
                      f"{tokens.shape + (model.config.latent_dim,)}.")
   cache = init_cache(model.cfg, tokens.shape[0], max_len)
-  h, cache, _ = model.mot_backbone(model.embed_inputs(tokens, latents, modality), modality,
-                                   positions, segment_ids, cache)
+  h, cache, _ = model.mot_backbone(model.embed_inputs(tokens, latents, modality),
+                                   model.experts(tokens, modality), positions, segment_ids, cache)
   # The LM head on the last position only: XLA does not sink the slice into the
   # [B,T,D]x[D,V] matmul, which would otherwise cost T times more.
   h = h[:, -1]

@@ -29,7 +29,10 @@ STATS = ("feature_mean", "feature_std", "latent_mean", "latent_std")
 # Fields of config.json's "llamo" and "vae" sections (the PyTorch modules' constructor args).
 LLAMO_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "ffn_dim",
                 "norm_eps", "rope_theta", "rope_scaling", "tie_embeddings", "latent_dim", "split",
-                "flow_width", "flow_depth")
+                "flow_width", "flow_depth", "bom_expert")
+# Fields an older export may lack, with the value it was made with.
+LLAMO_DEFAULTS = {"bom_expert": "text"}
+BOM_EXPERTS = ("text", "motion")
 VAE_FIELDS = ("input_dim", "latent_dim", "width", "depth", "dilation_growth_rate", "activation")
 SPLITS = ("all", "ffn")
 ACTIVATIONS = ("relu", "silu", "gelu")

@@ -47,13 +47,17 @@ class LLaMoConfig:
   split: str
   flow_width: int
   flow_depth: int
+  bom_expert: str = "text"   # the expert that runs [BOM] (JAX LLaMoConfig.bom_expert)
 
   @classmethod
   def from_dict(cls, d: Mapping[str, Any]) -> LLaMoConfig:
-    missing = [k for k in layout.LLAMO_FIELDS if k not in d]
+    missing = [k for k in layout.LLAMO_FIELDS if k not in d and k not in layout.LLAMO_DEFAULTS]
     if missing:
       raise ValueError(f"config.json's 'llamo' section lacks {missing}; re-export the model.")
-    cfg = cls(**{k: d[k] for k in layout.LLAMO_FIELDS})
+    cfg = cls(**{k: d.get(k, layout.LLAMO_DEFAULTS.get(k)) for k in layout.LLAMO_FIELDS})
+    if cfg.bom_expert not in layout.BOM_EXPERTS:
+      raise ValueError(f"llamo.bom_expert={cfg.bom_expert!r} is not supported by the PyTorch LLaMo "
+                       f"(supported: {layout.BOM_EXPERTS}).")
     if cfg.split not in layout.SPLITS:
       raise ValueError(f"llamo.split={cfg.split!r} is not supported by the PyTorch LLaMo "
                        f"(supported: {layout.SPLITS}).")
@@ -374,6 +378,8 @@ class LLaMo(nn.Module):
     causal = torch.arange(s)[None, :] <= (start + torch.arange(t))[:, None]
     mask = (causal[None] & (segment_ids[:, :, None] == k_seg[:, None, :]))[:, None]
     is_motion = modality == MOTION
+    if self.config.bom_expert == "motion":  # [BOM] runs the motion expert (its embedding stays text-side)
+      is_motion = is_motion | (tokens == self.config.bom_id)
     h = self.embed_inputs(tokens, latents, modality)
     for i in range(self.config.n_layers):
       h = self._layer(i, h, is_motion, sin, cos, mask, cache)

@@ -149,6 +149,21 @@ def test_capacities_bound_rows_and_mix_selects_kinds(tokenizer, latent_dir):
     sequences.make_llamo_loader(config_for(latent_dir), "train", tokenizer, BOM, EOM, mix={"t2m": 0.0}, seed=1)
 
 
+def test_bom_on_the_motion_expert_counts_against_its_buffer(tokenizer, latent_dir):
+  """model.bom_expert="motion": each example's [BOM] takes a motion-expert slot, so the packer
+  keeps rows within motion_capacity counting it, and an example that fits only without it fails."""
+  config = config_for(latent_dir)
+  config.model.update(dict(motion_capacity=10, bom_expert="motion"))
+  batches = take(sequences.make_llamo_loader(config, "train", tokenizer, BOM, EOM, mix={"t2m": 1.0}, seed=1), 4)
+  with_bom = sequences.row_token_counts(batches, bom=BOM)
+  assert with_bom["motion"] <= 10 and with_bom["motion"] > sequences.row_token_counts(batches)["motion"]
+  config.model.motion_capacity = 8  # max_motion_tokens: fits 8 latents, not 8 latents + [BOM]
+  with pytest.raises(ValueError, match="motion_capacity"):
+    take(sequences.make_llamo_loader(config, "train", tokenizer, BOM, EOM, mix={"t2m": 1.0}, seed=1), 4)
+  config.model.bom_expert = "text"
+  take(sequences.make_llamo_loader(config, "train", tokenizer, BOM, EOM, mix={"t2m": 1.0}, seed=1), 4)
+
+
 def test_global_batch_is_the_same_for_one_or_two_hosts(tokenizer, latent_dir):
   kw = dict(mix={"t2m": 0.8, "m2t": 0.2}, seed=3)
   one = take(sequences.make_llamo_loader(config_for(latent_dir), "train", tokenizer, BOM, EOM, **kw), 2)

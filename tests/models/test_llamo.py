@@ -1,4 +1,5 @@
 """LLaMo: config, embeddings, frozen text path, losses, trainable filter, cache decoding, load_base."""
+import dataclasses
 import json
 
 from flax import nnx
@@ -192,3 +193,30 @@ def test_teacher_forcing_noise_fixed_or_drawn_per_sequence():
   assert 0.7 < stds["uniform"].mean() < 1.3 and stds["uniform"].min() < 0.3
   with pytest.raises(ValueError, match="sigma_tf_schedule"):
     LLaMoConfig(**{**CFG.__dict__, "sigma_tf_schedule": "cosine"})
+
+
+def test_bom_expert_motion_runs_bom_on_the_motion_expert_and_leaves_text_alone():
+  """bom_expert="motion": the [BOM] position (whose h conditions the first latent) runs the trained
+  motion expert, keeps its own embedding; every text position is as with "text"."""
+  model = LLaMo(CFG, rngs=nnx.Rngs(0))
+  moved = LLaMo(dataclasses.replace(CFG, bom_expert="motion"), rngs=nnx.Rngs(0))
+  for m in (model, moved):  # the motion expert differs from the text expert, as after training
+    state = nnx.state(m.layers.motion, nnx.Param)
+    nnx.update(m.layers.motion, jax.tree.map(lambda x: x * 1.3, state))
+  batch = make_batch()
+  args = (batch["tokens"], batch["latents"], batch["modality"])
+  _, h, _ = forward(model, *args)
+  _, h2, _ = forward(moved, *args)
+  np.testing.assert_array_equal(h[:, :4], h2[:, :4])                 # the caption: text expert in both
+  assert float(jnp.abs(h[:, 4] - h2[:, 4]).max()) > 1e-3            # [BOM]: now the motion expert's
+  expert = moved.experts(batch["tokens"], batch["modality"])
+  np.testing.assert_array_equal(expert[:, 4:9], 1)
+  np.testing.assert_array_equal(expert[:, :4], 0)
+  np.testing.assert_array_equal(moved.embed_inputs(*args)[:, 4], model.embed_inputs(*args)[:, 4])
+  # Prefill of `[BOS] text [BOM]` gives the same [BOM] state as the full forward.
+  _, _, h_bom = prefill(moved, *(a[:, :5] for a in args), max_len=16)
+  np.testing.assert_allclose(h_bom, h2[:, 4], atol=1e-5)
+  _, metrics = loss_fn(moved, batch, jax.random.key(0))
+  assert int(metrics["route_overflow"]) == 0
+  with pytest.raises(ValueError, match="bom_expert"):
+    LLaMoConfig.from_dict({**CFG.to_dict(), "bom_expert": "both"})

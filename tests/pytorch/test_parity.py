@@ -34,7 +34,8 @@ from helpers import run_without_jax
 
 # GQA 4/2 heads, Llama-3 rope scaling, untied head; the vocabulary is the test tokenizer's.
 TINY = dataclasses.replace(presets.get_preset("tiny"), vocab_size=320)
-CFG = LLaMoConfig(llama=TINY, latent_dim=4, flow_width=32, flow_depth=2)
+# [BOM] on the motion expert (the recipe's choice, configs/llamo.py), so routing by token is checked too.
+CFG = LLaMoConfig(llama=TINY, latent_dim=4, flow_width=32, flow_depth=2, bom_expert="motion")
 VAE_CFG = vae_lib.MotionVAEConfig(input_dim=263, latent_dim=4, width=32, depth=2, activation="gelu")
 V, C, BOM, EOM = TINY.vocab_size, CFG.latent_dim, bom_id(CFG), eom_id(CFG)
 SAMPLING = dict(max_latents=6, cfg_scale=2.5, flow_steps=3, method="heun", temperature=0.8,
@@ -220,6 +221,12 @@ def test_export_errors(setup, tmp_path):
   (bad / "config.json").write_text(json.dumps(config))
   with pytest.raises(ValueError, match="llamo.split='attention' is not supported by the PyTorch LLaMo"):
     bundle_lib.load(bad)
+  llamo = json.loads((setup["dir"] / "config.json").read_text())["llamo"]
+  assert llamo["bom_expert"] == "motion"
+  with pytest.raises(ValueError, match="llamo.bom_expert='both' is not supported"):
+    torch_model.LLaMoConfig.from_dict({**llamo, "bom_expert": "both"})
+  del llamo["bom_expert"]  # an export from before the field: [BOM] ran the text expert
+  assert torch_model.LLaMoConfig.from_dict(llamo).bom_expert == "text"
   config["format"] = "something"
   (bad / "config.json").write_text(json.dumps(config))
   with pytest.raises(ValueError, match="is not a llamo_pytorch v1 export"):
