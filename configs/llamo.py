@@ -60,7 +60,7 @@ def get_config(arg=None):
       # leans on the motion history unless the noise is larger (measured on the demo: prompt
       # adherence 0.40 at 0.1, 0.55 at 0.3, 0.60 at 0.5; CFG 2.5, 20 samples each).
       sigma_tf=0.5 if demo else 0.1, sigma_tf_schedule="fixed", lambda_text=1.0, lambda_exit=0.1, cfg_dropout=0.1,
-      bom_expert="text"))
+      bom_expert="text", two_forward=0.0))
   # Run-time overrides of the pretrained LlamaConfig (not its architecture).
   config.model.llama = ml_collections.ConfigDict(dict(
       dtype="float32" if demo else "bfloat16", scan_layers=True,

@@ -82,6 +82,11 @@ class LLaMoConfig(config_dataclass.FromDict):
   # text expert (only [BOM]'s embedding trains); "motion": the trained motion expert, which reads
   # the caption as every later motion position does. [BOM] keeps its text-side embedding either way.
   bom_expert: str = "text"
+  # Two-forward training (MotionStreamer's remedy for exposure bias): a first, gradient-free forward
+  # predicts every T2M latent from its teacher-forced history (TWO_FORWARD_STEPS Euler steps of the
+  # flow head); each motion input is then replaced by that prediction with this probability before
+  # the forward that takes the loss, so the model learns to follow the caption from its own history.
+  two_forward: float = 0.0
 
   def __post_init__(self):
     if isinstance(self.llama, Mapping):
@@ -97,8 +102,13 @@ class LLaMoConfig(config_dataclass.FromDict):
       raise ValueError(f"LLaMoConfig.sigma_tf_schedule={self.sigma_tf_schedule!r}: choose 'fixed' or 'uniform'.")
     if self.bom_expert not in ("text", "motion"):
       raise ValueError(f"LLaMoConfig.bom_expert={self.bom_expert!r}: choose 'text' or 'motion'.")
+    if not 0.0 <= self.two_forward <= 1.0:
+      raise ValueError(f"LLaMoConfig.two_forward is a probability in [0,1], got {self.two_forward}.")
     if not 0.0 <= self.cfg_dropout < 1.0:
       raise ValueError(f"LLaMoConfig.cfg_dropout must be in [0,1), got {self.cfg_dropout}.")
+
+
+TWO_FORWARD_STEPS = 4  # Euler steps of the first forward's predictions (LLaMoConfig.two_forward)
 
 
 def bom_id(cfg: LLaMoConfig) -> int:
@@ -173,6 +183,22 @@ class LLaMo(mot_lib.MoT):
                                     self.experts(tokens, modality), positions, segment_ids, cache)
     return self.logits(h), h, cache
 
+  def own_history(self, batch: Mapping[str, jax.Array], latents: jax.Array, segment_ids: jax.Array,
+                  rng: jax.Array) -> jax.Array:
+    """Two-forward training's inputs (LLaMoConfig.two_forward): the clean latents [B,T,C] with each
+    motion input whose latent is a flow target replaced, with probability two_forward, by the
+    model's gradient-free prediction of it from the (teacher-forced, noised) `latents` before it."""
+    noise_rng, pick_rng = jax.random.split(rng)
+    _, h, _ = self(batch["tokens"], latents, batch["modality"], batch["positions"], segment_ids)
+    h = jax.lax.stop_gradient(h.astype(jnp.float32))
+    x0 = jax.random.normal(noise_rng, h.shape[:-1] + (self.config.latent_dim,))
+    pred = jax.lax.stop_gradient(flow_lib.integrate_head(self.flow_head, h, x0, steps=TWO_FORWARD_STEPS))
+    # Position i-1 predicts the latent input at i (data/sequences.py: flow targets are the next latent).
+    predicted = jnp.roll(batch["flow_mask"], 1, axis=1).at[:, 0].set(0) > 0
+    replace = (predicted & (batch["modality"] == mot_lib.MOTION)
+               & jax.random.bernoulli(pick_rng, self.config.two_forward, predicted.shape))
+    return jnp.where(replace[..., None], jnp.roll(pred, 1, axis=1), batch["latents"])
+
   def exit_logits(self, h: jax.Array) -> jax.Array:
     """h [...,D] -> logit [...] that this motion token is the last one."""
     return self.exit_head(h)[..., 0]
@@ -187,7 +213,8 @@ class LLaMo(mot_lib.MoT):
     sigma = cfg.sigma_tf
     if cfg.sigma_tf_schedule == "uniform":
       sigma = sigma * jax.random.uniform(jax.random.fold_in(rng, 3), (modality.shape[0], 1, 1))
-    latents = batch["latents"] + sigma * is_motion * jax.random.normal(tf_rng, batch["latents"].shape)
+    tf_noise = sigma * is_motion * jax.random.normal(tf_rng, batch["latents"].shape)
+    latents = batch["latents"] + tf_noise
     segment_ids = batch["segment_ids"]
     text_mask = batch["text_mask"].astype(jnp.float32)
     if "cond_mask" in batch:
@@ -195,6 +222,8 @@ class LLaMo(mot_lib.MoT):
       dropped = drop & (batch["cond_mask"] > 0)
       segment_ids = jnp.where(dropped, -segment_ids, segment_ids)
       text_mask = text_mask * (1 - dropped)
+    if cfg.two_forward > 0:
+      latents = self.own_history(batch, latents, segment_ids, jax.random.fold_in(rng, 4)) + tf_noise
     logits, h, _ = self(batch["tokens"], latents, modality, batch["positions"], segment_ids)
 
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["text_targets"])

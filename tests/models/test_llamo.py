@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from llamo_jax.convert import pretrained
+from llamo_jax.models import flow_head as flow_lib
 from llamo_jax.models import presets
 from llamo_jax.models.llama import Llama
 from llamo_jax.convert.pretrained import load_base
@@ -220,3 +221,25 @@ def test_bom_expert_motion_runs_bom_on_the_motion_expert_and_leaves_text_alone()
   assert int(metrics["route_overflow"]) == 0
   with pytest.raises(ValueError, match="bom_expert"):
     LLaMoConfig.from_dict({**CFG.to_dict(), "bom_expert": "both"})
+
+
+def test_two_forward_replaces_motion_inputs_by_the_models_own_predictions():
+  """own_history: every motion input whose latent is a flow target (m1..mK of a T2M example) becomes
+  the prediction made one position earlier; text, [BOM], [EOM] and other inputs stay."""
+  model = LLaMo(dataclasses.replace(CFG, two_forward=1.0), rngs=nnx.Rngs(0))
+  model.flow_head.out_proj.kernel[...] = 0.1 * jnp.ones_like(model.flow_head.out_proj.kernel[...])
+  batch = make_batch()
+  rng = jax.random.key(3)
+  out = model.own_history(batch, batch["latents"], batch["segment_ids"], rng)
+  np.testing.assert_array_equal(out[:, :5], batch["latents"][:, :5])
+  np.testing.assert_array_equal(out[:, 9:], batch["latents"][:, 9:])
+  _, h, _ = model(batch["tokens"], batch["latents"], batch["modality"], batch["positions"], batch["segment_ids"])
+  x0 = jax.random.normal(jax.random.split(rng)[0], h.shape[:-1] + (C,))
+  want = flow_lib.integrate_head(model.flow_head, h, x0, steps=4)
+  np.testing.assert_allclose(out[:, 5:9], want[:, 4:8], atol=1e-5)  # [BOM]..m3 predict m1..m4
+  assert float(jnp.abs(out[:, 5:9] - batch["latents"][:, 5:9]).min()) > 0
+  half = LLaMo(dataclasses.replace(CFG, two_forward=0.5), rngs=nnx.Rngs(0))
+  loss, metrics = loss_fn(half, batch, jax.random.key(0))
+  assert np.isfinite(float(loss))
+  with pytest.raises(ValueError, match="two_forward"):
+    LLaMoConfig.from_dict({**CFG.to_dict(), "two_forward": 1.5})
