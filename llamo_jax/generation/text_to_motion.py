@@ -24,6 +24,11 @@ Exit rule: after latent k (1-based) is fed, the sequence ends with length k
 when sigmoid(exit logit of the conditional h) > exit_threshold and
 k >= min_latents; a finished sequence stops changing (its later latents are 0).
 
+Continuation: `prefix_latents` [B,P,C] with `prefix_lengths` [B] makes sequence b's
+first prefix_lengths[b] latents the given ones (fed back like sampled ones; no exit
+inside them), and the model continues from there: motion prediction, and a way to
+see how much a run's text following depends on its first latents.
+
 Latents are in the normalised latent space the model was trained in
 (`decode.decode_latents` turns them into motion).
 
@@ -69,6 +74,12 @@ class _Knobs(NamedTuple):
   min_latents: jax.Array
 
 
+class _Prefix(NamedTuple):
+  """Given first latents (module docstring, Continuation): latents [B,max_latents,C], lengths [B]."""
+  latents: jax.Array
+  lengths: jax.Array
+
+
 class MotionState(NamedTuple):
   """Carry of the generation loop (one step = one latent).
 
@@ -108,7 +119,7 @@ def _sample(model: llamo_lib.LLaMo, h: jax.Array, keys: jax.Array, count: jax.Ar
 
 
 def _start(model: llamo_lib.LLaMo, prompt: PromptBatch, keys: jax.Array, knobs: _Knobs,
-           static: _Static) -> MotionState:
+           static: _Static, prefix: _Prefix | None = None) -> MotionState:
   """Prefill (both branches) and the first latent."""
   tokens, positions, segment_ids = prompt.tokens, prompt.positions, prompt.segment_ids
   if static.guided:
@@ -125,12 +136,15 @@ def _start(model: llamo_lib.LLaMo, prompt: PromptBatch, keys: jax.Array, knobs: 
                                   zeros, t + static.max_latents - 1, positions, segment_ids)
   b = keys.shape[0]
   z = _sample(model, h, keys, jnp.int32(0), knobs, static)
+  if prefix is not None:
+    z = jnp.where((prefix.lengths > 0)[:, None], prefix.latents[:, 0], z)
   return MotionState(cache, z, jnp.zeros((b,), bool), jnp.ones((b,), jnp.int32),
                      jnp.ones((), jnp.int32))
 
 
 def _advance(model: llamo_lib.LLaMo, state: MotionState, prompt_lengths: jax.Array,
-             keys: jax.Array, knobs: _Knobs, static: _Static) -> MotionState:
+             keys: jax.Array, knobs: _Knobs, static: _Static, prefix: _Prefix | None = None
+             ) -> MotionState:
   """Feeds the latest latent, applies the exit rule, samples the next latent."""
   b = keys.shape[0]
   rep = 2 if static.guided else 1
@@ -140,16 +154,22 @@ def _advance(model: llamo_lib.LLaMo, state: MotionState, prompt_lengths: jax.Arr
   cache, _, h = llamo_lib.decode_step(model, state.cache, 0 * ones,
                                       jnp.tile(state.latent, (rep, 1)), ones, position, ones)
   p_exit = jax.nn.sigmoid(model.exit_logits(h[:b].astype(jnp.float32)))
-  done = state.done | ((p_exit > knobs.exit_threshold) & (state.count >= knobs.min_latents))
-  z = jnp.where(done[:, None], 0.0, _sample(model, h, keys, state.count, knobs, static))
+  can_exit = state.count >= knobs.min_latents
+  z = _sample(model, h, keys, state.count, knobs, static)
+  if prefix is not None:
+    can_exit &= state.count >= prefix.lengths
+    given = jnp.take(prefix.latents, jnp.minimum(state.count, prefix.latents.shape[1] - 1), axis=1)
+    z = jnp.where((state.count < prefix.lengths)[:, None], given, z)
+  done = state.done | ((p_exit > knobs.exit_threshold) & can_exit)
+  z = jnp.where(done[:, None], 0.0, z)
   return MotionState(cache, z, done, state.lengths + (~done).astype(jnp.int32), state.count + 1)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "static"))
 def _generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: PromptBatch, keys: jax.Array,
-              knobs: _Knobs, static: _Static) -> tuple[jax.Array, jax.Array]:
+              knobs: _Knobs, static: _Static, prefix: _Prefix | None) -> tuple[jax.Array, jax.Array]:
   model = nnx.merge(graphdef, params)
-  state = _start(model, prompt, keys, knobs, static)
+  state = _start(model, prompt, keys, knobs, static, prefix)
   latents = jnp.zeros((keys.shape[0], static.max_latents, model.config.latent_dim), jnp.float32)
   latents = latents.at[:, 0].set(state.latent)
 
@@ -159,7 +179,7 @@ def _generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: PromptBatch, ke
 
   def body(carry):
     state, latents = carry
-    state = _advance(model, state, prompt.lengths, keys, knobs, static)
+    state = _advance(model, state, prompt.lengths, keys, knobs, static, prefix)
     latents = jax.lax.dynamic_update_slice(latents, state.latent[:, None],
                                            (0, state.count - 1, 0))
     return state, latents
@@ -201,7 +221,8 @@ def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
 def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: jax.Array, *,
                     max_latents: int, cfg_scale: float | None = DEFAULT_CFG_SCALE,
                     flow_steps: int = 50, method: str = "euler", temperature: float = 1.0,
-                    exit_threshold: float = 0.5, min_latents: int = 1
+                    exit_threshold: float = 0.5, min_latents: int = 1,
+                    prefix_latents: np.ndarray | None = None, prefix_lengths: np.ndarray | None = None
                     ) -> tuple[jax.Array, jax.Array]:
   """Samples motion latents for text prompts, with a KV cache, in one jitted loop.
 
@@ -217,6 +238,8 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
     flow_steps, method: ODE steps and "euler" | "heun".
     temperature: scale of the initial noise.
     exit_threshold, min_latents: the exit rule (module docstring).
+    prefix_latents, prefix_lengths: [B,P,C] normalised latents and [B] ints in 0..P: each
+      sequence continues its given first latents (module docstring, Continuation).
 
   Returns:
     (latents [B,max_latents,C] float32 in the normalised latent space, zeros
@@ -228,4 +251,25 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
       min_latents=min_latents)
   graphdef, params = nnx.split(model)
   keys = sequence_keys(rng, len(prompts))
-  return _generate(graphdef, params, PromptBatch(*map(jnp.asarray, batch)), keys, knobs, static)
+  prefix = _prefix(model, len(prompts), max_latents, prefix_latents, prefix_lengths)
+  return _generate(graphdef, params, PromptBatch(*map(jnp.asarray, batch)), keys, knobs, static, prefix)
+
+
+def _prefix(model: llamo_lib.LLaMo, b: int, max_latents: int, latents: np.ndarray | None,
+            lengths: np.ndarray | None) -> _Prefix | None:
+  """generate_motion's checked continuation arguments, padded to max_latents (or None)."""
+  if latents is None and lengths is None:
+    return None
+  if latents is None or lengths is None:
+    raise ValueError("Pass prefix_latents and prefix_lengths together.")
+  latents, lengths = np.asarray(latents, np.float32), np.asarray(lengths)
+  c = model.config.latent_dim
+  if latents.ndim != 3 or latents.shape[0] != b or latents.shape[2] != c:
+    raise ValueError(f"prefix_latents must be [B,P,C]=[{b},P,{c}], got shape {latents.shape}.")
+  p = latents.shape[1]
+  if lengths.shape != (b,) or lengths.min() < 0 or lengths.max() > min(p, max_latents):
+    raise ValueError(f"prefix_lengths must be [B]=({b},) ints in 0..{min(p, max_latents)} "
+                     f"(prefix length and max_latents), got {lengths!r}.")
+  padded = np.zeros((b, max_latents, c), np.float32)
+  padded[:, :min(p, max_latents)] = latents[:, :max_latents]
+  return _Prefix(jnp.asarray(padded), jnp.asarray(lengths, jnp.int32))

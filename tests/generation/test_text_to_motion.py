@@ -15,7 +15,8 @@ def model():
 
 
 def reference_generate(model, prompts, keys, *, max_latents, cfg_scale, flow_steps, temperature,
-                       exit_threshold, min_latents, method="euler"):
+                       exit_threshold, min_latents, method="euler", prefix_latents=None,
+                       prefix_lengths=None):
   """The sampler without a cache: the full forward over the whole sequence every step.
 
   The sequence buffer has a fixed length (prompt + max_latents, unused tail
@@ -39,7 +40,8 @@ def reference_generate(model, prompts, keys, *, max_latents, cfg_scale, flow_ste
     h = h[:, p - 1 + k].astype(jnp.float32)  # [BOM] for k = 0, else the latest latent
     if k > 0:
       p_exit = np.asarray(jax.nn.sigmoid(model.exit_logits(h[:b])))
-      done |= (p_exit > exit_threshold) & (k >= min_latents)
+      given = k < (prefix_lengths if prefix_lengths is not None else np.zeros(b, int))
+      done |= (p_exit > exit_threshold) & (k >= min_latents) & ~given
       if done.all():
         break
     x0 = temperature * jnp.stack([jax.random.normal(jax.random.fold_in(key, k), (C,))
@@ -48,6 +50,10 @@ def reference_generate(model, prompts, keys, *, max_latents, cfg_scale, flow_ste
                                         h[b:] if cfg_scale is not None else None,
                                         1.0 if cfg_scale is None else cfg_scale)
     z = np.array(flow_lib.integrate(velocity, x0, steps=flow_steps, method=method))
+    if prefix_lengths is not None:
+      given = k < prefix_lengths
+      if given.any():
+        z[given] = prefix_latents[given, k]
     z[done] = 0
     out[:, k] = z
     lengths += ~done
@@ -66,6 +72,36 @@ def test_cached_generation_equals_full_recompute(model, cfg_scale, method):
   assert len(set(ref_lengths.tolist())) > 1, "test needs sequences of different lengths"
   np.testing.assert_allclose(latents, ref, rtol=1e-5, atol=2e-5)
   assert not np.allclose(ref[0, 0], ref[1, 0])  # different prompts -> different latents
+
+
+def test_continuation_keeps_the_given_first_latents_then_samples(model):
+  """prefix_latents: each sequence's first prefix_lengths[b] latents are the given ones, fed back like
+  sampled ones, with no exit inside them; then the model continues (== the full recompute)."""
+  prompts = [prompt(6, 40), prompt(6, 41), prompt(6, 42)]
+  keys = jax.random.split(jax.random.key(6), 3)
+  given = np.random.default_rng(0).normal(size=(3, 4, C)).astype(np.float32)
+  lengths = np.array([0, 2, 4])
+  kw = dict(max_latents=6, cfg_scale=2.5, min_latents=1, **SAMPLING)
+  latents, n = t2m.generate_motion(model, prompts, keys, prefix_latents=given, prefix_lengths=lengths, **kw)
+  ref, ref_n = reference_generate(model, prompts, keys, prefix_latents=given, prefix_lengths=lengths, **kw)
+  np.testing.assert_array_equal(n, ref_n)
+  np.testing.assert_allclose(latents, ref, rtol=1e-5, atol=2e-5)
+  np.testing.assert_array_equal(latents[1, :2], given[1, :2])
+  np.testing.assert_array_equal(latents[2, :4], given[2, :4])
+  plain, _ = t2m.generate_motion(model, prompts, keys, **kw)
+  np.testing.assert_array_equal(latents[0], plain[0])            # an empty prefix changes nothing
+  assert not np.allclose(latents[2, 4:], plain[2, 4:])          # the continuation follows its prefix
+  bias = model.exit_head.bias[...]
+  try:  # an exit that always fires ends each sequence right after its prefix
+    model.exit_head.bias[...] = jnp.array([50.0])
+    _, n = t2m.generate_motion(model, prompts, keys, prefix_latents=given, prefix_lengths=lengths, **kw)
+    np.testing.assert_array_equal(n, [1, 2, 4])
+  finally:
+    model.exit_head.bias[...] = bias
+  with pytest.raises(ValueError, match="prefix_lengths must be"):
+    t2m.generate_motion(model, prompts, keys, prefix_latents=given, prefix_lengths=np.array([0, 5, 1]), **kw)
+  with pytest.raises(ValueError, match="together"):
+    t2m.generate_motion(model, prompts, keys, prefix_latents=given, **kw)
 
 
 def test_left_padded_batch_equals_each_prompt_alone(model):
