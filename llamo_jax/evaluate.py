@@ -101,15 +101,30 @@ def _batches(items: list, size: int, desc: str):
 
 
 def generate(task, model, prompts: list[str], key: jax.Array, batch_size: int, desc: str,
-             **overrides) -> list[np.ndarray]:
+             prefix: tuple[np.ndarray, np.ndarray] | None = None, **overrides) -> list[np.ndarray]:
   """LLaMo motions (raw features) for prompts, in batches of `batch_size` (the last one padded, so one
-  compiled shape serves every batch of the same prompt length)."""
+  compiled shape serves every batch of the same prompt length). `prefix`: (latents [N,K,C], lengths [N])
+  each motion continues (`task.encode_latents`)."""
   out = []
   for start, chunk in _batches(prompts, batch_size, desc):
     padded = chunk + [chunk[-1]] * (batch_size - len(chunk))
+    if prefix is not None:
+      rows = [min(i, len(prompts) - 1) for i in range(start, start + batch_size)]
+      overrides.update(prefix_latents=prefix[0][rows], prefix_lengths=prefix[1][rows])
     features, _, _ = task.sample_motions(model, padded, jax.random.fold_in(key, start), **overrides)
     out += [np.asarray(f, np.float32) for f in features[:len(chunk)]]
   return out
+
+
+def _continuations(values: list[str]) -> list[int]:
+  """--continuations as latent counts; one clear error for anything else."""
+  try:
+    counts = [int(v) for v in values]
+  except ValueError:
+    counts = [0]
+  if any(k < 1 for k in counts):
+    raise ValueError(f"--continuations={','.join(values)}: give positive latent counts, e.g. --continuations=1,3.")
+  return counts
 
 
 def _physical(clips, rep, fps):
@@ -181,6 +196,18 @@ def evaluate_llamo(task, model, step: int, workdir: paths.PathLike, evaluator, f
                                                      [len(c.features) for c in clips])
     t2m_out["rows"][name] = entry
 
+  # Where the text is lost: the same prompts, each motion continuing its clip's first K real latents.
+  for given in _continuations(f.continuations):
+    prefix = task.encode_latents([c.features for c in clips], given)
+    motions = generate(task, inference, prompts, key, f.batch_size, f"LLaMo after {given} real latents",
+                       prefix=prefix, **overrides)
+    attrs = action_checks.attribute_accuracy([np.asarray(rep.to_joints(m)) for m in motions],
+                                             [c.attributes for c in clips], fps)
+    if attrs:
+      t2m_out["rows"]["LLaMo"].setdefault("continuations", {})[str(given)] = {
+          "attributes": {f.split: attrs},
+          "length": action_checks.length_agreement([len(m) for m in motions], [len(c.features) for c in clips])}
+
   # The zero-shot split (held-out combinations of the synthetic corpus): attribute accuracy on its own.
   zs_ids = sources.HumanML3DSource(reference, rep.name).split_ids("zeroshot") \
       if (epath.Path(reference) / "zeroshot.txt").is_file() else []
@@ -214,8 +241,10 @@ def evaluate_llamo(task, model, step: int, workdir: paths.PathLike, evaluator, f
            tables.t2m_table({k: v["t2m"] for k, v in t2m_out["rows"].items()}) +
            f"\nM2T, {len(clips)} clips (x100)\n\n" + tables.m2t_table({"LLaMo": m2t}))
   if any("attributes" in row for row in t2m_out["rows"].values()):
+    continued = {f"LLaMo after {k} real latents": v
+                 for k, v in t2m_out["rows"]["LLaMo"].get("continuations", {}).items()}
     table += ("\nAgreement with the text (eval/action_checks.py; percent, per action: accuracy (segments))\n\n" +
-              tables.agreement_table(t2m_out["rows"]))
+              tables.agreement_table({**t2m_out["rows"], **continued}))
   if recall:
     table += (f"\nCaptions name {100 * recall['actions']:.1f}% of the clips' {recall['num_actions']} actions and "
               f"the first action of {100 * recall['first_action']:.1f}% of {recall['num_clips']} clips.\n")
@@ -252,6 +281,9 @@ def define_flags() -> None:
   flags.DEFINE_float("exit_threshold", None, "Exit-head probability that ends a motion (default: the run's "
                      "config.sampling).")
   flags.DEFINE_integer("flow_steps", None, "Flow ODE steps (default: the run's config.sampling).")
+  flags.DEFINE_list("continuations", [], "LLaMo runs on a synthetic corpus: attribute accuracy again with each "
+                    "motion continuing its clip's first K real latents, for each K listed (e.g. 1,3): how much "
+                    "of what is lost, is lost at the start.")
   flags.DEFINE_integer("mm_prompts", 100, "MultiModality prompts (0: not computed).")
   flags.DEFINE_integer("mm_samples", 30, "MultiModality samples per prompt.")
   flags.DEFINE_integer("max_caption_tokens", 40, "Most tokens per generated caption.")

@@ -307,19 +307,34 @@ class LLaMoTask(task_lib.Task):
     """Text to motion with config.sampling (non-None `overrides` win), one sample per prompt.
 
     Returns (features [T, D] in the VAE's representation, denormalised; joints [T, 22, 3];
-    latents generated per prompt [B]).
+    latents generated per prompt [B]). `prefix_latents` / `prefix_lengths` (e.g. from
+    `encode_latents`) continue given first latents (generation/text_to_motion.py).
     """
     s = dict(self.config.sampling.to_dict(), **{k: v for k, v in overrides.items() if v is not None})
     tokens = [sequences.t2m_prompt(self.tokenizer, p, self.bom) for p in prompts]
     latents, lengths = text_to_motion.generate_motion(
         model, tokens, key, max_latents=s["max_latents"], cfg_scale=s["cfg_scale"],
         flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
-        exit_threshold=s["exit_threshold"])
+        exit_threshold=s["exit_threshold"], prefix_latents=s.get("prefix_latents"),
+        prefix_lengths=s.get("prefix_lengths"))
     feats = decode.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
                                   self.latent_mean, self.latent_std)
     features = [f * self.vae_task.std + self.vae_task.mean for f in feats]
     joints = [np.asarray(self.representation.to_joints(f)) for f in features]
     return features, joints, np.asarray(lengths)
+
+  def encode_latents(self, features: list[np.ndarray], max_latents: int) -> tuple[np.ndarray, np.ndarray]:
+    """Motions (features [T_i, D], denormalised) -> the LLaMo's normalised latents [B, K, C] (zero past
+    each length) and lengths [B], each cut to `max_latents`."""
+    feats = [(np.asarray(f, np.float32) - self.vae_task.mean) / self.vae_task.std for f in features]
+    lengths = np.array([len(f) for f in feats], np.int32)
+    batch = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), np.float32)
+    for i, f in enumerate(feats):
+      batch[i, :len(f)] = f
+    z = np.asarray(motion_vae.encode(self.vae, jnp.asarray(batch), jnp.asarray(lengths)))
+    k = np.minimum(-(-lengths // FRAMES_PER_LATENT), max_latents)
+    z = (z[:, :int(k.max())] - self.latent_mean) / self.latent_std
+    return z * (np.arange(z.shape[1])[None, :, None] < k[:, None, None]), k.astype(np.int32)
 
   def caption_features(self, model, features: np.ndarray) -> str:
     """A greedy caption of one motion, features [T, D] in the VAE's representation (denormalised)."""
@@ -328,14 +343,7 @@ class LLaMoTask(task_lib.Task):
   def caption_motions(self, model, features: list[np.ndarray], max_new_tokens: int | None = None) -> list[str]:
     """Greedy captions of motions (features [T_i, D], denormalised), batched; the motion is cut to
     data.max_motion_tokens latents as in training."""
-    feats = [(np.asarray(f, np.float32) - self.vae_task.mean) / self.vae_task.std for f in features]
-    lengths = np.array([len(f) for f in feats], np.int32)
-    batch = np.zeros((len(feats), int(lengths.max()), feats[0].shape[1]), np.float32)
-    for i, f in enumerate(feats):
-      batch[i, :len(f)] = f
-    z = np.asarray(motion_vae.encode(self.vae, jnp.asarray(batch), jnp.asarray(lengths)))
-    k = np.minimum(-(-lengths // FRAMES_PER_LATENT), int(self.config.data.get("max_motion_tokens", 50)))
-    z = (z[:, :int(k.max())] - self.latent_mean) / self.latent_std
+    z, k = self.encode_latents(features, int(self.config.data.get("max_motion_tokens", 50)))
     ids = captioning.caption_motion(model, z, k.astype(np.int32), sequences.m2t_prompt(self.tokenizer, self.bom),
                                     eos_id=self.tokenizer.eos_id,
                                     max_new_tokens=int(max_new_tokens or self.config.sampling.max_caption_tokens))

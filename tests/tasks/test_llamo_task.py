@@ -235,7 +235,7 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   flags = types.SimpleNamespace(evaluator="fake", reference=str(reference), split="test", crop="protocol",
                                 num_repeats=2, regenerate=True, seed=0, batch_size=48, max_clips=None, max_latents=4,
                                 cfg_scale=None, flow_steps=None, exit_threshold=None, mm_prompts=2, mm_samples=10,
-                                max_caption_tokens=4, bertscore_model=None)
+                                max_caption_tokens=4, bertscore_model=None, continuations=["2"])
   out = tmp_path / "run"
   out.mkdir()
   evaluate.evaluate_llamo(task, model, step, out, FakeEvaluator(), flags)
@@ -254,6 +254,8 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   table = (out / "eval_table.md").read_text()
   assert "| Real motion |" in table and "| LLaMo |" in table and "n/c" in table
   assert "| Real motion | test |" in table and "Captions name" in table
+  assert "per_action" in llamo["continuations"]["2"]["attributes"]["test"]
+  assert "| LLaMo after 2 real latents | test |" in table
   with pytest.raises(ValueError, match="reads mm272"):
     evaluate.evaluate_llamo(task, model, step, out, FakeEvaluator("mm272"), flags)
 
