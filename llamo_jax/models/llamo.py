@@ -51,6 +51,7 @@ from llamo_jax.models import mot as mot_lib
 from llamo_jax.models.attention import KVCache
 from llamo_jax.models.layers import Dense, make_param
 from llamo_jax.models.llama import LlamaConfig, init_cache
+from llamo_jax.pytorch import layout  # the export format's field values, shared with the PyTorch side
 
 # Trainable top-level modules per stage (docs/design.md, Staged recipe); all else stays frozen.
 STAGES: dict[str, tuple[str, ...]] = {
@@ -100,8 +101,8 @@ class LLaMoConfig(config_dataclass.FromDict):
         raise ValueError(f"LLaMoConfig.{name} must be positive, got {getattr(self, name)}.")
     if self.sigma_tf_schedule not in ("fixed", "uniform"):
       raise ValueError(f"LLaMoConfig.sigma_tf_schedule={self.sigma_tf_schedule!r}: choose 'fixed' or 'uniform'.")
-    if self.bom_expert not in ("text", "motion"):
-      raise ValueError(f"LLaMoConfig.bom_expert={self.bom_expert!r}: choose 'text' or 'motion'.")
+    if self.bom_expert not in layout.BOM_EXPERTS:
+      raise ValueError(f"LLaMoConfig.bom_expert={self.bom_expert!r}: choose one of {layout.BOM_EXPERTS}.")
     if not 0.0 <= self.two_forward <= 1.0:
       raise ValueError(f"LLaMoConfig.two_forward is a probability in [0,1], got {self.two_forward}.")
     if not 0.0 <= self.cfg_dropout < 1.0:

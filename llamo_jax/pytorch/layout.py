@@ -32,7 +32,7 @@ LLAMO_FIELDS = ("vocab_size", "dim", "n_layers", "n_heads", "n_kv_heads", "head_
                 "flow_width", "flow_depth", "bom_expert")
 # Fields an older export may lack, with the value it was made with.
 LLAMO_DEFAULTS = {"bom_expert": "text"}
-BOM_EXPERTS = ("text", "motion")
+BOM_EXPERTS = ("text", "motion")  # LLaMoConfig.bom_expert (models/llamo.py checks against this)
 VAE_FIELDS = ("input_dim", "latent_dim", "width", "depth", "dilation_growth_rate", "activation")
 SPLITS = ("all", "ffn")
 ACTIVATIONS = ("relu", "silu", "gelu")
