@@ -34,7 +34,7 @@ from helpers import run_without_jax
 
 # GQA 4/2 heads, Llama-3 rope scaling, untied head; the vocabulary is the test tokenizer's.
 TINY = dataclasses.replace(presets.get_preset("tiny"), vocab_size=320)
-# [BOM] on the motion expert (the recipe's choice, configs/llamo.py), so routing by token is checked too.
+# [BOM] on the motion expert (LLaMoConfig.bom_expert), so routing by token is checked too.
 CFG = LLaMoConfig(llama=TINY, latent_dim=4, flow_width=32, flow_depth=2, bom_expert="motion")
 VAE_CFG = vae_lib.MotionVAEConfig(input_dim=263, latent_dim=4, width=32, depth=2, activation="gelu")
 V, C, BOM, EOM = TINY.vocab_size, CFG.latent_dim, bom_id(CFG), eom_id(CFG)
