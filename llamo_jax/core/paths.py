@@ -87,15 +87,8 @@ def staged_dir(target: PathLike) -> Iterator[epath.Path]:
 @contextlib.contextmanager
 def staged_file(target: PathLike) -> Iterator[epath.Path]:
   """A local file name to write `target` through, for writers that need a local file:
-  `target` itself when local (its folder created), else a temporary file whose bytes are
-  uploaded to `target` on success (one object write: whole or not at all; nothing is
-  uploaded when the writer raises)."""
+  `staged_dir` of its folder, under the same name (writers pick the format by the suffix);
+  nothing is uploaded when the writer raises."""
   target = epath.Path(target)
-  if is_local(target):
-    target.parent.mkdir(parents=True, exist_ok=True)
-    yield target
-    return
-  with tempfile.TemporaryDirectory(prefix="llamo_stage_") as tmp:
-    local = epath.Path(tmp) / target.name  # same suffix: writers pick the format by it
-    yield local
-    target.write_bytes(local.read_bytes())
+  with staged_dir(target.parent) as folder:
+    yield folder / target.name
