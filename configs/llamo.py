@@ -64,7 +64,7 @@ def get_config(arg=None):
       # accuracy 28.5 -> 42.1% of segments, R@3 0.46 -> 0.68, FID 10.9 -> 1.5; BENCHMARKS.md, "LLaMo demo:
       # levers"); [BOM] on the motion expert scored lower with it (37.9%, R@3 0.59). Not yet measured at
       # the paper's scale.
-      bom_expert="text", two_forward=0.5 if demo else 0.0))
+      bom_expert="text", two_forward=0.5 if demo else 0.0, two_forward_passes=1))
   # Run-time overrides of the pretrained LlamaConfig (not its architecture).
   config.model.llama = ml_collections.ConfigDict(dict(
       dtype="float32" if demo else "bfloat16", scan_layers=True,

@@ -88,6 +88,10 @@ class LLaMoConfig(config_dataclass.FromDict):
   # flow head); each motion input is then replaced by that prediction with this probability before
   # the forward that takes the loss, so the model learns to follow the caption from its own history.
   two_forward: float = 0.0
+  # Gradient-free forwards before the one that takes the loss (two_forward > 0): each predicts from
+  # the inputs the previous one left, so with 2 the second latent is predicted from a predicted first
+  # one, as in free-running generation. Each costs one more forward per step.
+  two_forward_passes: int = 1
 
   def __post_init__(self):
     if isinstance(self.llama, Mapping):
@@ -105,6 +109,8 @@ class LLaMoConfig(config_dataclass.FromDict):
       raise ValueError(f"LLaMoConfig.bom_expert={self.bom_expert!r}: choose one of {layout.BOM_EXPERTS}.")
     if not 0.0 <= self.two_forward <= 1.0:
       raise ValueError(f"LLaMoConfig.two_forward is a probability in [0,1], got {self.two_forward}.")
+    if self.two_forward_passes < 1:
+      raise ValueError(f"LLaMoConfig.two_forward_passes must be >= 1, got {self.two_forward_passes}.")
     if not 0.0 <= self.cfg_dropout < 1.0:
       raise ValueError(f"LLaMoConfig.cfg_dropout must be in [0,1), got {self.cfg_dropout}.")
 
@@ -185,20 +191,26 @@ class LLaMo(mot_lib.MoT):
     return self.logits(h), h, cache
 
   def own_history(self, batch: Mapping[str, jax.Array], latents: jax.Array, segment_ids: jax.Array,
-                  rng: jax.Array) -> jax.Array:
+                  rng: jax.Array, replace: jax.Array | None = None) -> jax.Array:
     """Two-forward training's inputs (LLaMoConfig.two_forward): the clean latents [B,T,C] with each
     motion input whose latent is a flow target replaced, with probability two_forward, by the
-    model's gradient-free prediction of it from the (teacher-forced, noised) `latents` before it."""
+    model's gradient-free prediction of it from the (teacher-forced, noised) `latents` before it.
+    `replace` [B,T] bool fixes which inputs are replaced (drawn here when None)."""
     noise_rng, pick_rng = jax.random.split(rng)
     _, h, _ = self(batch["tokens"], latents, batch["modality"], batch["positions"], segment_ids)
     h = jax.lax.stop_gradient(h.astype(jnp.float32))
     x0 = jax.random.normal(noise_rng, h.shape[:-1] + (self.config.latent_dim,))
     pred = jax.lax.stop_gradient(flow_lib.integrate_head(self.flow_head, h, x0, steps=TWO_FORWARD_STEPS))
     # Position i-1 predicts the latent input at i (data/sequences.py: flow targets are the next latent).
-    predicted = jnp.roll(batch["flow_mask"], 1, axis=1).at[:, 0].set(0) > 0
-    replace = (predicted & (batch["modality"] == mot_lib.MOTION)
-               & jax.random.bernoulli(pick_rng, self.config.two_forward, predicted.shape))
+    if replace is None:
+      replace = self.own_history_mask(batch, pick_rng)
     return jnp.where(replace[..., None], jnp.roll(pred, 1, axis=1), batch["latents"])
+
+  def own_history_mask(self, batch: Mapping[str, jax.Array], rng: jax.Array) -> jax.Array:
+    """[B,T] bool: the motion inputs own_history replaces, each with probability two_forward."""
+    predicted = jnp.roll(batch["flow_mask"], 1, axis=1).at[:, 0].set(0) > 0
+    return (predicted & (batch["modality"] == mot_lib.MOTION)
+            & jax.random.bernoulli(rng, self.config.two_forward, predicted.shape))
 
   def exit_logits(self, h: jax.Array) -> jax.Array:
     """h [...,D] -> logit [...] that this motion token is the last one."""
@@ -224,7 +236,11 @@ class LLaMo(mot_lib.MoT):
       segment_ids = jnp.where(dropped, -segment_ids, segment_ids)
       text_mask = text_mask * (1 - dropped)
     if cfg.two_forward > 0:
-      latents = self.own_history(batch, latents, segment_ids, jax.random.fold_in(rng, 4)) + tf_noise
+      own_rng = jax.random.fold_in(rng, 4)
+      replace = self.own_history_mask(batch, jax.random.split(own_rng)[1])
+      for k in range(cfg.two_forward_passes):
+        pass_rng = own_rng if k == 0 else jax.random.fold_in(own_rng, k)
+        latents = self.own_history(batch, latents, segment_ids, pass_rng, replace) + tf_noise
     logits, h, _ = self(batch["tokens"], latents, modality, batch["positions"], segment_ids)
 
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["text_targets"])

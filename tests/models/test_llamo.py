@@ -227,7 +227,12 @@ def test_two_forward_replaces_motion_inputs_by_the_models_own_predictions():
   """own_history: every motion input whose latent is a flow target (m1..mK of a T2M example) becomes
   the prediction made one position earlier; text, [BOM], [EOM] and other inputs stay."""
   model = LLaMo(dataclasses.replace(CFG, two_forward=1.0), rngs=nnx.Rngs(0))
-  model.flow_head.out_proj.kernel[...] = 0.1 * jnp.ones_like(model.flow_head.out_proj.kernel[...])
+  # A flow head whose velocity depends on h (its zero-initialised modulations and output would not).
+  head = nnx.state(model.flow_head, nnx.Param)
+  leaves, treedef = jax.tree.flatten(head)
+  keys = jax.random.split(jax.random.key(9), len(leaves))
+  nnx.update(model.flow_head, jax.tree.unflatten(
+      treedef, [0.3 * jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]))
   batch = make_batch()
   rng = jax.random.key(3)
   out = model.own_history(batch, batch["latents"], batch["segment_ids"], rng)
@@ -238,8 +243,20 @@ def test_two_forward_replaces_motion_inputs_by_the_models_own_predictions():
   want = flow_lib.integrate_head(model.flow_head, h, x0, steps=4)
   np.testing.assert_allclose(out[:, 5:9], want[:, 4:8], atol=1e-5)  # [BOM]..m3 predict m1..m4
   assert float(jnp.abs(out[:, 5:9] - batch["latents"][:, 5:9]).min()) > 0
+  # A second pass predicts from the first one's inputs: m2's input now comes from a predicted m1.
+  again = model.own_history(batch, out, batch["segment_ids"], rng)
+  _, h1, _ = model(batch["tokens"], out, batch["modality"], batch["positions"], batch["segment_ids"])
+  np.testing.assert_allclose(again[:, 5:9], flow_lib.integrate_head(model.flow_head, h1, x0, steps=4)[:, 4:8],
+                             atol=1e-5)
+  np.testing.assert_allclose(again[:, 5], out[:, 5], atol=1e-5)  # m1 depends on text only
+  assert float(jnp.abs(again[:, 6:9] - out[:, 6:9]).max()) > 1e-4
   half = LLaMo(dataclasses.replace(CFG, two_forward=0.5), rngs=nnx.Rngs(0))
   loss, metrics = loss_fn(half, batch, jax.random.key(0))
   assert np.isfinite(float(loss))
+  twice = LLaMo(dataclasses.replace(CFG, two_forward=0.5, two_forward_passes=2), rngs=nnx.Rngs(0))
+  loss2, _ = loss_fn(twice, batch, jax.random.key(0))
+  assert np.isfinite(float(loss2)) and float(loss2) != float(loss)
   with pytest.raises(ValueError, match="two_forward"):
     LLaMoConfig.from_dict({**CFG.to_dict(), "two_forward": 1.5})
+  with pytest.raises(ValueError, match="two_forward_passes"):
+    LLaMoConfig.from_dict({**CFG.to_dict(), "two_forward_passes": 0})
