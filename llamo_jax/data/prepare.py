@@ -16,6 +16,7 @@ from jax.experimental import multihost_utils
 from llamo_jax.core import paths
 from llamo_jax.data import record_builder
 from llamo_jax.data import records
+from llamo_jax.data import sources
 from llamo_jax.synthetic import corpus as corpus_lib
 
 
@@ -25,7 +26,12 @@ def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> epath.Path:
   Keys: dir, num_motions, seed, fps (20 | 30), holdout ("" or "action:side,...").
   """
   root = epath.Path(corpus.dir)
-  if jax.process_index() == 0 and not (root / "corpus.json").exists():
+  version = sources.synthetic_corpus_version(root)
+  if version is not None and version != corpus_lib.VERSION:
+    raise ValueError(f"The synthetic corpus at {root} was built by generator version {version}; this code "
+                     f"writes version {corpus_lib.VERSION} (its captions differ). Delete {root} and the "
+                     "records built from it (data.path), or set data.corpus.dir and data.path to new folders.")
+  if jax.process_index() == 0 and version is None:
     if root.exists() and any(root.iterdir()):
       raise FileExistsError(f"{root} exists but holds no corpus.json: it is not a finished synthetic corpus. "
                             "Delete it or set config.data.corpus.dir to another folder.")
@@ -49,7 +55,14 @@ def ensure_records(corpus_dir: epath.Path, records_path: str, representation: st
                                           name=target.name, mirror=mirror)
     logging.info("%s", record_builder.format_report(report))
   multihost_utils.sync_global_devices("records")
-  built_mirrored = records.open_dataset(target).mirrored_train
+  dataset = records.open_dataset(target)
+  built_from = dataset.corpus_version or 1  # records from before the field: version 1
+  version = sources.synthetic_corpus_version(corpus_dir)
+  if version not in (None, built_from):
+    raise ValueError(f"The records at {target} were built from synthetic corpus version {built_from}, and "
+                     f"{corpus_dir} is version {version}; delete {target} (it is rebuilt on the next run) or "
+                     "point data.path at another folder.")
+  built_mirrored = dataset.mirrored_train
   if built_mirrored != mirror:
     raise ValueError(f"The records at {target} were built with mirror={built_mirrored}, but the config asks "
                      f"for data.mirror={mirror}; point data.path at another folder (or delete this one).")

@@ -140,6 +140,7 @@ def build_records(source_dir: str | epath.Path, out_dir: str | epath.Path, *,
             "representation": representation, "dim": source.dim, "fps": source.fps,
             "source": str(paths.absolute(source.root)), "source_format": source_format,
             "min_len": min_len, "stats": stats_note, "mirrored_train": mirror,
+            "corpus_version": sources.synthetic_corpus_version(source.root),
             "split_sizes": {s: summary["written"].get(s, 0) for s in split_names}}
     (built / records.META_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
     summary = {**meta, **summary, "seconds": round(time.time() - start_time, 3)}

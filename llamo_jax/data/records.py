@@ -123,6 +123,7 @@ class MotionDataset:
   std: np.ndarray   # float32 [C]
   split_sizes: Mapping[str, int]
   mirrored_train: bool = False  # the train split holds the left/right mirror of every clip
+  corpus_version: int | None = None  # the synthetic corpus's generator version, if built from one
 
   def data_source(self, split: str) -> Any:
     """A Grain-compatible random-access source of `split` (records as tfds decodes them)."""
@@ -148,7 +149,7 @@ def open_dataset(path: str | epath.Path) -> MotionDataset:
       path=path, name=meta["name"], representation=meta["representation"], dim=int(meta["dim"]),
       fps=float(meta["fps"]), mean=paths.load_npy(path / MEAN_FILE), std=paths.load_npy(path / STD_FILE),
       split_sizes={k: int(v) for k, v in meta["split_sizes"].items()},
-      mirrored_train=bool(meta.get("mirrored_train", False)))
+      mirrored_train=bool(meta.get("mirrored_train", False)), corpus_version=meta.get("corpus_version"))
 
 
 def decode(record: Mapping[str, Any]) -> dict[str, Any]:

@@ -124,6 +124,12 @@ def parse_text_line(line: str) -> tuple[str, float, float] | None:
   return parts[0].strip(), start, end
 
 
+def synthetic_corpus_version(root: str | epath.Path) -> int | None:
+  """The generator version of the synthetic corpus at `root` (its corpus.json; None: not one)."""
+  meta = epath.Path(root) / "corpus.json"
+  return int(json.loads(meta.read_text()).get("version", 1)) if meta.is_file() else None
+
+
 class _FolderSource:
   """Shared reading and validation; subclasses say where files are."""
 
