@@ -2,13 +2,20 @@
 
   python -m llamo_jax.train --config=configs/evaluator.py:guo --workdir=/work/evaluators/guo_hml263
   python -m llamo_jax.train --config=configs/evaluator.py:tmr,rep=mm272 --workdir=W
+  python -m llamo_jax.train --config=configs/evaluator.py:tmr,llm=workdirs/smollm2_135m --workdir=W
 
 arg: "PRESET[,key=value...]" with PRESET in
   guo       the HumanML3D evaluator architecture exactly (motion BiGRU 1024, text BiGRU 512, 512-d)
   tmr       TMR-style transformers (width 256, 4 layers), symmetric InfoNCE at temperature 0.1
   guo_tiny  guo with small GRUs, for tests
   tmr_tiny  tmr with a small transformer, for tests
-and keys rep (hml263|mm272). Load the result with llamo_jax.tasks.evaluator.load_evaluator(W).
+and keys
+  rep       hml263 (default) | mm272
+  llm       tmr only: an import_llm directory (python -m llamo_jax.import_llm --source=... --out=DIR);
+            the text encoder then reads the frozen LLM's final hidden states (after its final norm)
+            over the caption's tokens instead of learned word embeddings (config.text.llm; "" = words).
+            The LLM is not trained nor saved with the evaluator: W/evaluator/meta.json records DIR.
+Load the result with llamo_jax.tasks.evaluator.load_evaluator(W).
 On first use the synthetic corpus (data.corpus) and its records (data.path) are built.
 """
 import ml_collections
@@ -20,13 +27,16 @@ PRESETS = ("guo", "tmr", "guo_tiny", "tmr_tiny")
 
 
 def get_config(arg=None):
-  preset, extra = parse_arg(arg, "evaluator", PRESETS, ("rep",))
+  preset, extra = parse_arg(arg, "evaluator", PRESETS, ("rep", "llm"))
   rep = extra.get("rep", "hml263")
   if rep not in representation_lib.NAMES:
     raise ValueError(f"rep={rep!r}: choose {' or '.join(representation_lib.NAMES)}.")
   fps = representation_lib.get_representation(rep).fps
   kind = preset.split("_")[0]
   tiny = preset.endswith("_tiny")
+  llm = extra.get("llm", "")
+  if llm and kind != "tmr":
+    raise ValueError(f"llm={llm!r} is for the tmr presets; the guo text encoder reads word vectors and POS.")
 
   config = ml_collections.ConfigDict()
   config.task = "evaluator"
@@ -51,7 +61,8 @@ def get_config(arg=None):
       config.model.update(width=32, layers=1, heads=2, mlp_dim=64, embed_dim=32)
     # Captions whose content words overlap this much (Jaccard) are not each other's negatives.
     config.loss = ml_collections.ConfigDict(dict(temperature=0.1, duplicate_threshold=0.8))
-  config.text = ml_collections.ConfigDict(dict(max_words=32 if kind == "tmr" else 20, min_count=1))
+  # max_words: words, or the LLM's tokens (BOS included) with llm set.
+  config.text = ml_collections.ConfigDict(dict(max_words=32 if kind == "tmr" else 20, min_count=1, llm=llm))
 
   config.data = ml_collections.ConfigDict()
   config.data.corpus = ml_collections.ConfigDict(dict(

@@ -207,8 +207,8 @@ def load_pretrained(directory: str | epath.Path, mesh: Mesh | None = None,
   """Loads (cfg, model, tokenizer) from a pretrained directory.
 
   With `mesh`, every param is restored directly into its NamedSharding from
-  the logical axis `rules` (default sharding.DEFAULT_RULES); without, onto the
-  default device. `config` may change run-time fields (dtype, param_dtype,
+  the logical axis `rules` (default sharding.DEFAULT_RULES); without, onto this
+  process's first device (so each host of a multi-host job may load its own copy). `config` may change run-time fields (dtype, param_dtype,
   scan_layers, remat_policy, max_seq_len); its architecture must match.
   """
   cfg = resolve_config(read_config(directory), config)
@@ -220,7 +220,7 @@ def load_pretrained(directory: str | epath.Path, mesh: Mesh | None = None,
     shardings = sharding_lib.state_shardings(
         param_state, mesh, sharding_lib.DEFAULT_RULES if rules is None else rules).to_pure_dict()
   else:
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     shardings = jax.tree.map(lambda _: device, param_state.to_pure_dict())
   target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                         param_state.to_pure_dict(), shardings)

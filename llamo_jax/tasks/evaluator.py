@@ -5,10 +5,10 @@
   evaluator.encode_texts(["a person walks forward"])    -> [N, E]
   evaluator.encode_motions([features_T_by_263, ...])     -> [N, E]  (raw, unnormalised)
 
-Config keys: evaluator ("guo" | "tmr"), model (GuoConfig / TMRConfig fields; input_dim and
-vocab_size are set here), loss (guo: margin; tmr: temperature, duplicate_threshold), text
-(max_words, min_count), data (the motion pipeline's keys, llamo_jax/data/pipeline.py),
-eval_split, eval_clips.
+Config keys: evaluator ("guo" | "tmr"), model (GuoConfig / TMRConfig fields; input_dim,
+vocab_size and text_feature_dim are set here), loss (guo: margin; tmr: temperature,
+duplicate_threshold), text (max_words, min_count, llm), data (the motion pipeline's keys,
+llamo_jax/data/pipeline.py), eval_split, eval_clips.
 
 Text: captions are tagged into HumanML3D's `word/POS` tokens (lemmas; `tag_caption`): words
 of the synthetic grammar by its lexicon, other words by closed-class lists and suffix rules
@@ -18,6 +18,12 @@ reproduces exactly. guo reads [sos] + at most 20 tokens + [eos], padded with unk
 the released WordVectorizer's POS one-hot with its VIP word lists overriding the tag; unknown
 words map to unk with POS OTHER. Our trained guo learns its 300-d word table over the training
 captions' lemmas (GloVe is not available offline); the imported one holds GloVe's.
+
+LLM text (tmr with config.text.llm = an `import_llm` directory): the TMR text encoder reads the
+frozen LLM's final hidden states (after its final RMSNorm) over the caption's tokens (BOS when
+the tokenizer has one, then the caption, at most text.max_words tokens) instead of learned word
+embeddings (`LLMTextFeatures`). The LLM is no part of the model: it is never trained nor saved;
+meta.json records its directory and load_evaluator loads it from there.
 
 The first `prepare` of a run writes WORKDIR/evaluator/ (meta.json: kind, representation,
 model config, vocabulary; mean.npy / std.npy: the feature statistics it normalises with), so
@@ -39,7 +45,9 @@ import numpy as np
 from etils import epath
 from flax import nnx
 
+from llamo_jax.convert import pretrained
 from llamo_jax.core import paths
+from llamo_jax.core import sharding
 from llamo_jax.data import pipeline as motion_pipeline
 from llamo_jax.data import prepare
 from llamo_jax.data import records
@@ -158,6 +166,108 @@ def tmr_text_arrays(texts: Sequence[str], word_index: dict[str, int], max_words:
   return words, lengths, bags
 
 
+class LLMTextFeatures:
+  """Captions -> the frozen hidden states of an imported LLM (`python -m llamo_jax.import_llm`).
+
+  Features are the LLM's final hidden states (after its final RMSNorm) at the caption's tokens:
+  BOS (when the tokenizer has one) + the caption's tokens, cut to `max_words`. A HumanML3D
+  `word/POS ...` string is read as its words. The forward is deterministic and, the attention
+  being causal, independent of the padding after a caption, so each distinct caption runs
+  through the LLM once and its features are cached on the host (exactly what a forward inside
+  the train step would give, for a fraction of the compute).
+  """
+
+  BATCH = 32
+
+  def __init__(self, directory: paths.PathLike, max_words: int, *, missing_hint: str = ""):
+    directory = paths.absolute(directory)
+    if not pretrained.is_pretrained_dir(directory):
+      raise FileNotFoundError(
+          f"LLM directory {directory} (the text LLM of this tmr evaluator) does not exist or is not an "
+          "imported LLM (it needs config.json and params/). "
+          + (missing_hint or "Create it with python -m llamo_jax.import_llm --source=HF_FOLDER_OR_GGUF "
+             f"--out={directory}, or set config.text.llm to an existing import_llm directory."))
+    self.directory = str(directory)
+    self.source = json.loads((directory / pretrained.CONFIG_FILE).read_text()).get("source")
+    self.llm_config, self._model, self.tokenizer = pretrained.load_pretrained(directory)
+    # The LLM runs on this host's first device, for this host's captions, whatever mesh the
+    # caller (the trainer's step) has made current.
+    self._mesh = sharding.make_mesh({}, devices=jax.local_devices()[:1])
+    self.dim = self.llm_config.dim
+    self.max_words = int(max_words)
+    self._cache: dict[str, np.ndarray] = {}
+
+  def token_ids(self, text: str) -> list[int]:
+    """The ids the LLM reads for `text` (at least one, at most max_words)."""
+    if _TAGGED.match(text.strip()):
+      text = " ".join(word for word, _ in tag_caption(text))
+    tok = self.tokenizer
+    ids = tok.encode(text, add_bos=tok.bos_id is not None)[:self.max_words]
+    return ids or [tok.pad_id]
+
+  def __call__(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Texts -> (features [N, max_words, D] float32, zero past each length; lengths [N] in tokens)."""
+    missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+    for start in range(0, len(missing), self.BATCH):
+      chunk = missing[start:start + self.BATCH]
+      ids = [self.token_ids(t) for t in chunk]
+      tokens = np.full((self.BATCH, self.max_words), self.tokenizer.pad_id, np.int32)
+      for i, row in enumerate(ids):
+        tokens[i, :len(row)] = row
+      with jax.set_mesh(self._mesh):
+        hidden = np.asarray(_llm_hidden_jit(self._model, tokens))
+      for i, text in enumerate(chunk):
+        self._cache[text] = hidden[i, :len(ids[i])].copy()
+    features = np.zeros((len(texts), self.max_words, self.dim), np.float32)
+    lengths = np.zeros((len(texts),), np.int32)
+    for i, text in enumerate(texts):
+      h = self._cache[text]
+      features[i, :len(h)] = h
+      lengths[i] = len(h)
+    return features, lengths
+
+  def meta(self) -> dict[str, Any]:
+    """What meta.json records of the LLM (load_evaluator reloads it from `dir`)."""
+    architecture = self.llm_config.to_dict()
+    return {"dir": self.directory, "dim": self.dim, "source": self.source,
+            "llama": {f: architecture[f] for f in pretrained.ARCHITECTURE_FIELDS}}
+
+
+def _llm_hidden(model: nnx.Module, tokens: jax.Array) -> jax.Array:
+  """tokens [B, L] -> the final hidden states [B, L, D] float32 (after the final norm)."""
+  hidden, _ = model.backbone(model.embed_tokens(tokens))
+  return hidden.astype(jnp.float32)
+
+
+_llm_hidden_jit = nnx.jit(_llm_hidden)
+
+
+def _text_llm(config_dir: str, meta: dict[str, Any] | None, meta_file: paths.PathLike, max_words: int
+              ) -> LLMTextFeatures | None:
+  """The LLM text features of a tmr evaluator: from meta.json's record once written (a training
+  workdir, an imported folder), else from config.text.llm; None for learned words."""
+  if meta is None:
+    return LLMTextFeatures(config_dir, max_words) if config_dir else None
+  record = meta.get("llm")
+  if not record:
+    if config_dir:
+      raise ValueError(f"config.text.llm={config_dir!r}, but {meta_file} records an evaluator with learned "
+                       "word embeddings; use a new workdir for an LLM-text evaluator.")
+    return None
+  source = record.get("source") or "HF_FOLDER_OR_GGUF"
+  llm = LLMTextFeatures(record["dir"], max_words, missing_hint=(
+      f"The evaluator ({meta_file}) reads its text through this frozen LLM, which is not saved with it. "
+      f"Put the directory back, re-import it (python -m llamo_jax.import_llm --source={source} "
+      f"--out={record['dir']}), or, if it moved, set \"llm\" -> \"dir\" in {meta_file} to its new place."))
+  stored = record.get("llama", {})
+  now = llm.meta()["llama"]
+  diff = [f"{k}: recorded {stored[k]!r}, found {now[k]!r}" for k in stored if stored[k] != now.get(k)]
+  if diff:
+    raise ValueError(f"The LLM at {llm.directory} is not the one the evaluator ({meta_file}) was trained with: "
+                     + "; ".join(diff) + ".")
+  return llm
+
+
 def near_duplicates(bags: jax.Array, threshold: float) -> jax.Array:
   """[B, B] bool: Jaccard similarity of the content-word sets >= threshold."""
   inter = bags @ bags.T
@@ -183,11 +293,13 @@ def motion_input_dims(representation: str, kind: str) -> int:
 class _Encoders:
   """Turns texts and normalised, padded motions into the model's inputs; shared by the task and Evaluator."""
 
-  def __init__(self, kind: str, model_config: Any, vocabulary: Sequence[str], max_words: int):
+  def __init__(self, kind: str, model_config: Any, vocabulary: Sequence[str], max_words: int,
+               text_llm: LLMTextFeatures | None = None):
     self.kind = kind
     self.model_config = model_config
     self.word_index = {w: i for i, w in enumerate(vocabulary)}
     self.max_words = max_words
+    self.text_llm = text_llm  # tmr only: frozen LLM features instead of learned words
 
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
     if self.kind == "guo":
@@ -199,6 +311,9 @@ class _Encoders:
       words, pos, lengths = guo_text_arrays(texts, self.word_index)
       return {"words": words, "pos": pos, "text_length": lengths}
     words, lengths, bags = tmr_text_arrays(texts, self.word_index, self.max_words)
+    if self.text_llm is not None:  # the bags (near-duplicate filter) stay lexical
+      features, lengths = self.text_llm(texts)
+      return {"text_features": features, "text_length": lengths, "bag": bags}
     return {"words": words, "text_length": lengths, "bag": bags}
 
 
@@ -206,6 +321,8 @@ def _encode_text(model: nnx.Module, batch: dict[str, jax.Array], dropout_key: ja
                  ) -> jax.Array:
   if isinstance(model, models.GuoEvaluator):
     return model.encode_text(batch["words"], batch["pos"], batch["text_length"])
+  if "text_features" in batch:
+    return model.encode_text(batch["text_features"], batch["text_length"], dropout_key)
   return model.encode_text(batch["words"], batch["text_length"], dropout_key)
 
 
@@ -230,7 +347,12 @@ class EvaluatorTask(task_lib.Task):
     kind = cfg.get("evaluator", None)
     if kind not in KINDS:
       raise ValueError(f"config.evaluator={kind!r}: choose one of {KINDS}.")
+    llm_dir = str(cfg.text.get("llm", "") or "")
+    if llm_dir and kind != "tmr":
+      raise ValueError(f"config.text.llm={llm_dir!r} is for evaluator tmr; the guo text encoder reads word "
+                       "vectors and POS. Use configs/evaluator.py:tmr,llm=DIR.")
     meta_dir = epath.Path(self.workdir) / META_DIR
+    meta = None
     if (meta_dir / "meta.json").exists():
       meta = json.loads((meta_dir / "meta.json").read_text())
       vocabulary = meta["vocabulary"]
@@ -243,14 +365,18 @@ class EvaluatorTask(task_lib.Task):
       self.mean, self.std = motion_pipeline.load_stats(cfg.data)
       vocabulary = build_vocabulary(_train_captions(cfg.data.path), int(cfg.text.get("min_count", 1)))
     self.representation = representation_lib.get_representation(cfg.data.representation)
+    max_words = int(cfg.text.get("max_words", GUO_MAX_WORDS))
+    text_llm = _text_llm(llm_dir, meta, meta_dir / "meta.json", max_words) if kind == "tmr" else None
     model_fields = {**cfg.model.to_dict(), "input_dim": motion_input_dims(self.representation.name, kind),
                     "vocab_size": len(vocabulary)}
+    if text_llm is not None:
+      model_fields["text_feature_dim"] = text_llm.dim
     config_cls = models.GuoConfig if kind == "guo" else models.TMRConfig
-    self.encoders = _Encoders(kind, config_cls.from_dict(model_fields), vocabulary,
-                              int(cfg.text.get("max_words", GUO_MAX_WORDS)))
-    if not (meta_dir / "meta.json").exists() and jax.process_index() == 0:
+    self.encoders = _Encoders(kind, config_cls.from_dict(model_fields), vocabulary, max_words, text_llm)
+    if meta is None and jax.process_index() == 0:
       write_meta(meta_dir, kind, self.representation.name, self.encoders.model_config.to_dict(), vocabulary,
-                 self.encoders.max_words, self.mean, self.std)
+                 self.encoders.max_words, self.mean, self.std,
+                 llm=None if text_llm is None else text_llm.meta())
 
   @property
   def kind(self) -> str:
@@ -270,7 +396,7 @@ class EvaluatorTask(task_lib.Task):
                                               process_count=process_count)
 
   def device_batch(self, batch: dict[str, Any]) -> dict[str, np.ndarray]:
-    """Motion arrays plus the captions as word/POS ids (tokenised here, on the host)."""
+    """Motion arrays plus the captions as word/POS ids or the frozen LLM's features (on the host)."""
     out = {k: batch[k] for k in ("features", "length")}
     if "caption" in batch:
       out.update(self.encoders.text_batch(list(batch["caption"])))
@@ -318,15 +444,18 @@ def _train_captions(records_path: str) -> list[str]:
 
 
 def write_meta(meta_dir: paths.PathLike, kind: str, representation: str, model_config: dict[str, Any],
-               vocabulary: Sequence[str], max_words: int, mean: np.ndarray, std: np.ndarray) -> None:
-  """WORKDIR/evaluator/ (any epath): what `load_evaluator` needs besides the weights."""
+               vocabulary: Sequence[str], max_words: int, mean: np.ndarray, std: np.ndarray,
+               llm: dict[str, Any] | None = None) -> None:
+  """WORKDIR/evaluator/ (any epath): what `load_evaluator` needs besides the weights (and, for LLM
+  text, the LLM directory it records in "llm": `LLMTextFeatures.meta`)."""
   meta_dir = epath.Path(meta_dir)
   meta_dir.mkdir(parents=True, exist_ok=True)
   paths.save_npy(meta_dir / "mean.npy", np.asarray(mean, np.float32))
   paths.save_npy(meta_dir / "std.npy", np.asarray(std, np.float32))
   (meta_dir / "meta.json").write_text(json.dumps(
       {"kind": kind, "representation": representation, "model": model_config, "max_words": max_words,
-       "unit_length": UNIT_LENGTH, "max_motion_length": MAX_MOTION_LENGTH, "vocabulary": list(vocabulary)},
+       "unit_length": UNIT_LENGTH, "max_motion_length": MAX_MOTION_LENGTH, "vocabulary": list(vocabulary),
+       **({"llm": llm} if llm else {})},
       indent=1))
 
 
@@ -446,8 +575,9 @@ def load_evaluator(path: paths.PathLike) -> Evaluator:
   if params_file.exists():  # imported
     meta = _meta(path)
     config_cls = models.GuoConfig if meta["kind"] == "guo" else models.TMRConfig
+    text_llm = _text_llm("", meta, path / META_DIR / "meta.json", meta["max_words"])
     encoders = _Encoders(meta["kind"], config_cls.from_dict(meta["model"]), meta["vocabulary"],
-                         meta["max_words"])
+                         meta["max_words"], text_llm)
     model = encoders.make_model(nnx.Rngs(0))
     load_params(model, params_file)
     return Evaluator(encoders, model, meta["representation"], paths.load_npy(path / META_DIR / "mean.npy"),
