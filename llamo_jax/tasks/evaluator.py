@@ -211,7 +211,10 @@ class LLMTextFeatures:
     for start in range(0, len(missing), self.BATCH):
       chunk = missing[start:start + self.BATCH]
       ids = [self.token_ids(t) for t in chunk]
-      tokens = np.full((self.BATCH, self.max_words), self.tokenizer.pad_id, np.int32)
+      # Padded to a power of two (>= 8, <= max_words): a few compilations, and short captions
+      # do not pay for max_words.
+      width = min(self.max_words, max(8, 1 << (max(map(len, ids)) - 1).bit_length()))
+      tokens = np.full((self.BATCH, width), self.tokenizer.pad_id, np.int32)
       for i, row in enumerate(ids):
         tokens[i, :len(row)] = row
       with jax.set_mesh(self._mesh):

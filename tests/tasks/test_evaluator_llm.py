@@ -99,6 +99,18 @@ def test_tmr_with_llm_text_trains_loads_and_matches_the_llm_by_hand(tmp_path_fac
     evaluator_lib.load_evaluator(workdir)
 
 
+def test_llm_features_do_not_depend_on_the_other_captions_of_a_batch(tmp_path):
+  """A caption's features are the same alone (padded to 8 tokens) and beside a long caption
+  (padded to 32): what lets them be cached per caption."""
+  llm_dir = make_tiny_llm(tmp_path)
+  short, long = "a person walks", "a person walks forward then turns left and jumps " * 6
+  alone, n_alone = evaluator_lib.LLMTextFeatures(llm_dir, 32)([short])
+  both, n_both = evaluator_lib.LLMTextFeatures(llm_dir, 32)([long, short, short])
+  assert n_alone[0] == n_both[1] == n_both[2] < 8 and n_both[0] == 32
+  np.testing.assert_allclose(both[1], alone[0], atol=1e-5)
+  assert not both[1, n_both[1]:].any() and np.abs(both[1, :n_both[1]]).min() > 0
+
+
 def test_llm_key_is_for_tmr_only_and_must_exist(tmp_path):
   with pytest.raises(ValueError, match="llm=.*is for the tmr presets"):
     load_config("evaluator", f"guo_tiny,llm={tmp_path}")
