@@ -568,7 +568,8 @@ def _meta(path: epath.Path) -> dict[str, Any]:
 
 def load_evaluator(path: paths.PathLike) -> Evaluator:
   """The evaluator of a training workdir (configs/evaluator.py) or an import_evaluator output folder
-  (either local or gs://)."""
+  (either local or gs://). A tmr evaluator with LLM text (config.text.llm) also loads its frozen
+  LLM, from the directory meta.json records ("llm" -> "dir")."""
   path = epath.Path(path)
   if not path.is_dir():
     raise FileNotFoundError(f"Evaluator {path} does not exist: pass an evaluator training workdir "
