@@ -4,6 +4,7 @@ import json
 import numpy as np
 import pytest
 
+from llamo_jax.synthetic import captions
 from llamo_jax.synthetic import compose
 from llamo_jax.synthetic import program
 from llamo_jax.eval import action_checks
@@ -63,6 +64,16 @@ def test_named_actions():
   assert action_checks.named_actions("a person walks forward.", attributes) == [
       ("turn", False), ("punch", False)]
   assert action_checks.named_actions("a person walks forward.", "") == []
+
+
+def test_every_caption_of_the_grammar_names_its_actions():
+  """named_actions knows every word the synthetic grammar uses for an action (all its forms)."""
+  rng = np.random.default_rng(0)
+  for _ in range(300):
+    segments = [dict(s.attrs) for s in program.sample_segments(rng, FPS, 40, 196)]
+    for caption in captions.describe(segments, rng, 5):
+      named = action_checks.named_actions(caption, {"segments": segments})
+      assert all(ok for _, ok in named), (caption, named)
 
 
 def test_check_expectations_fails_fast():
