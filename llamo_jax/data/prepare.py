@@ -28,9 +28,11 @@ def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> epath.Path:
   root = epath.Path(corpus.dir)
   version = sources.synthetic_corpus_version(root)
   if version is not None and version != corpus_lib.VERSION:
-    raise ValueError(f"The synthetic corpus at {root} was built by generator version {version}; this code "
-                     f"writes version {corpus_lib.VERSION} (its captions differ). Delete {root} and the "
-                     "records built from it (data.path), or set data.corpus.dir and data.path to new folders.")
+    # A corpus is consistent with itself and with runs trained on it: use it, and say how to renew it.
+    logging.warning("The synthetic corpus at %s was built by generator version %d; this code writes "
+                    "version %d (its captions differ). Using it as it is; to train on the new one, delete %s "
+                    "and the records built from it (data.path), or set data.corpus.dir and data.path to "
+                    "new folders.", root, version, corpus_lib.VERSION, root)
   if jax.process_index() == 0 and version is None:
     if root.exists() and any(root.iterdir()):
       raise FileExistsError(f"{root} exists but holds no corpus.json: it is not a finished synthetic corpus. "
