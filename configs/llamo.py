@@ -61,10 +61,11 @@ def get_config(arg=None):
       # adherence 0.40 at 0.1, 0.55 at 0.3, 0.60 at 0.5; CFG 2.5, 20 samples each).
       sigma_tf=0.5 if demo else 0.1, sigma_tf_schedule="fixed", lambda_text=1.0, lambda_exit=0.1, cfg_dropout=0.1,
       # The demo follows its text much better with two-forward training (held-out test clips: attribute
-      # accuracy 28.5 -> 42.1% of segments, R@3 0.46 -> 0.68, FID 10.9 -> 1.5; BENCHMARKS.md, "LLaMo demo:
-      # levers"); [BOM] on the motion expert scored lower with it (37.9%, R@3 0.59). Not yet measured at
-      # the paper's scale.
-      bom_expert="text", two_forward=0.5 if demo else 0.0, two_forward_passes=1))
+      # accuracy 28.5 -> 42.1% of segments, R@3 0.46 -> 0.68, FID 10.9 -> 1.5), and better again with a
+      # second gradient-free pass (45.8% of segments, 35.9% of clips; BENCHMARKS.md, "LLaMo demo:
+      # levers"); [BOM] on the motion expert scored lower (37.9%, R@3 0.59). Not yet measured at the
+      # paper's scale.
+      bom_expert="text", two_forward=0.5 if demo else 0.0, two_forward_passes=2 if demo else 1))
   # Run-time overrides of the pretrained LlamaConfig (not its architecture).
   config.model.llama = ml_collections.ConfigDict(dict(
       dtype="float32" if demo else "bfloat16", scan_layers=True,

@@ -23,28 +23,22 @@ def _add(pos: str, words: str, lemma: str | None = None) -> None:
     _LEX[w] = (lemma or w, pos)
 
 
-_ING: dict[str, str] = {}  # third person -> -ing form, for the progressive ("is walking")
-
-
 def _verb(lemma: str, third: str, ing: str) -> None:
   _LEX[lemma] = (lemma, "VERB")
   _LEX[third] = (lemma, "VERB")
   _LEX[ing] = (lemma, "VERB")
-  _ING[third] = ing
 
 
 _add("DET", "a an the both each")
 _add("NOUN", "person man woman figure human someone somebody")
 _LEX["someone"] = ("someone", "PRON")
 _LEX["somebody"] = ("somebody", "PRON")
-_add("PRON", "they he she it that their")
-_add("AUX", "is")
+_add("PRON", "they he she it that")
 _add("INTJ", "hello")
 _LEX["his"] = ("his", "PRON")
 _LEX["her"] = ("her", "PRON")
 _add("NOUN", "hand arm leg foot fist head chair seat step circle arc curve pace place spot "
-     "air squat jump kick punch turn spin wave time line direction reverse body position goodbye "
-     "ground front seated side")
+     "air squat jump kick punch turn spin wave time")
 for sg, pl in (("hand", "hands"), ("arm", "arms"), ("leg", "legs"), ("step", "steps"),
                ("meter", "meters"), ("degree", "degrees"), ("squat", "squats"), ("jump", "jumps"),
                ("kick", "kicks"), ("punch", "punches"), ("time", "times"), ("knee", "knees"),
@@ -67,23 +61,15 @@ for lemma, third, ing in (
     ("get", "gets", "getting"), ("rise", "rises", "rising"), ("wait", "waits", "waiting"),
     ("stay", "stays", "staying"), ("do", "does", "doing"), ("make", "makes", "making"),
     ("go", "goes", "going"), ("lower", "lowers", "lowering"), ("strike", "strikes", "striking"),
-    ("travel", "travels", "traveling"), ("curve", "curves", "curving"), ("pace", "paces", "pacing"),
-    ("head", "heads", "heading"), ("dash", "dashes", "dashing"), ("race", "races", "racing"),
-    ("back", "backs", "backing"), ("retreat", "retreats", "retreating"), ("face", "faces", "facing"),
-    ("twirl", "twirls", "twirling"), ("bounce", "bounces", "bouncing"), ("bound", "bounds", "bounding"),
-    ("drop", "drops", "dropping"), ("greet", "greets", "greeting"), ("reach", "reaches", "reaching"),
-    ("extend", "extends", "extending"), ("box", "boxes", "boxing"), ("swing", "swings", "swinging"),
-    ("applaud", "applauds", "applauding"), ("remain", "remains", "remaining"),
-    ("signal", "signals", "signaling"), ("sit", "sits", "sitting")):
+    ("travel", "travels", "traveling"), ("curve", "curves", "curving")):
   _verb(lemma, third, ing)
 _LEX["thrown"] = ("throw", "VERB")
 _add("ADV", "forward forwards ahead straight backward backwards back sideways around then "
      "slowly quickly briskly fast again up down still idle once twice repeatedly about roughly "
-     "high briefly together afterwards finally first slightly clockwise counterclockwise upward "
-     "low lightly vertically out")
+     "high briefly together afterwards finally first slightly")
 _add("ADJ", "left right slow quick brisk full half quarter few small big short long several "
-     "same other standing upright motionless straight")
-_add("ADP", "to in on with of at along from into for over above by in toward off")
+     "same other standing upright")
+_add("ADP", "to in on with of at along from into for over above by in")
 _add("CCONJ", "and or")
 _add("SCONJ", "while before after")
 _add("PART", "'s")
@@ -157,9 +143,8 @@ def _speed_adv(gait: str, speed: float | None) -> str:
 
 def _walk(rec, rng) -> str:
   gait, d, speed = rec["action"], rec.get("direction"), rec.get("speed")
-  verb = {"walk": ["walks", "walks", "strolls", "moves", "paces", "steps"],
-          "jog": ["jogs", "jogs", "trots", "runs slowly", "jogs lightly"],
-          "run": ["runs", "runs", "sprints", "runs fast", "dashes", "races"]}[gait]
+  verb = {"walk": ["walks", "walks", "strolls", "moves"], "jog": ["jogs", "jogs", "trots", "runs slowly"],
+          "run": ["runs", "runs", "sprints", "runs fast"]}[gait]
   v = _pick(rng, verb)
   dist = rec.get("distance", 0.0)
   if d == "forward" and rec.get("side"):
@@ -171,21 +156,15 @@ def _walk(rec, rng) -> str:
   elif d == "forward":
     phrase = _pick(rng, [f"{v} forward", f"{v} straight ahead", f"{v} forward",
                          f"{v} forward {_meters(dist, rng)}" if dist >= 1.0 else f"{v} forward",
-                         "takes a few steps forward" if gait == "walk" and dist < 3 else f"{v} ahead",
-                         f"{v} forward in a straight line", f"{v} in a straight line",
-                         "heads forward" if gait == "walk" else f"{v} forward"])
+                         "takes a few steps forward" if gait == "walk" and dist < 3 else f"{v} ahead"])
   elif d == "backward":
     phrase = _pick(rng, [f"{v} backward", f"{v} backwards", "steps back",
                          "walks backwards" if gait == "walk" else f"{v} backward",
-                         f"{v} backward {_meters(dist, rng)}" if dist >= 1.0 else f"{v} backwards",
-                         "walks in reverse" if gait == "walk" else f"{v} backwards",
-                         "backs up" if gait == "walk" else f"{v} backward",
-                         "retreats backward" if gait == "walk" else f"{v} backwards"])
+                         f"{v} backward {_meters(dist, rng)}" if dist >= 1.0 else f"{v} backwards"])
   else:
     phrase = _pick(rng, [f"{v} sideways to the {d}", f"sidesteps to the {d}",
                          f"steps sideways to the {d}", f"{v} to the {d}",
-                         f"moves sideways to the {d}", f"steps to the {d} side",
-                         f"{v} sideways toward the {d}"])
+                         f"moves sideways to the {d}"])
   adv = _speed_adv(gait, speed)
   if adv and rng.random() < 0.7:
     phrase = f"{phrase} {adv}" if rng.random() < 0.5 else f"{adv} {phrase}"
@@ -195,11 +174,8 @@ def _walk(rec, rng) -> str:
 def _turn(rec, rng) -> str:
   side, angle = rec["side"], int(round(rec.get("angle") or 90))
   angle = int(round(angle / 45.0) * 45)
-  spin_dir = "counterclockwise" if side == "left" else "clockwise"  # seen from above
   options = [f"turns {side}", f"turns to the {side}", f"turns {angle} degrees to the {side}",
-             f"rotates {angle} degrees to the {side}", f"turns {angle} degrees {side}",
-             f"pivots to the {side}", f"turns the body to the {side}", f"faces {side}",
-             f"turns {spin_dir}", f"rotates {spin_dir}"]
+             f"rotates {angle} degrees to the {side}", f"turns {angle} degrees {side}"]
   if angle >= 180:
     options += ["turns around", f"turns around to the {side}", "makes a half turn"]
   elif angle == 90:
@@ -214,9 +190,7 @@ def _spin(rec, rng) -> str:
   side = rec["side"]
   if n == 1:
     return _pick(rng, ["spins around", "spins in a full circle", "turns around in a full circle",
-                       f"spins around to the {side}", "does a full spin", "spins once",
-                       "twirls around", "spins on the spot", "rotates in a full circle",
-                       f"spins {'counterclockwise' if side == 'left' else 'clockwise'}"])
+                       f"spins around to the {side}", "does a full spin", "spins once"])
   return _pick(rng, [f"spins around {_times(n, rng)}", f"spins {_times(n, rng)}",
                      f"turns in {_num(n, rng)} full circles", f"does {_num(n, rng)} spins"])
 
@@ -226,16 +200,14 @@ def _jump(rec, rng) -> str:
   if rec.get("direction") == "forward":
     if n == 1:
       return _pick(rng, ["jumps forward", "leaps forward", "does a jump forward", "hops forward",
-                         "jumps ahead", "bounds forward", "jumps to the front"])
+                         "jumps ahead"])
     return _pick(rng, [f"jumps forward {_times(n, rng)}", f"does {_num(n, rng)} jumps forward",
                        f"leaps forward {_times(n, rng)}", f"hops forward {_times(n, rng)}"])
   if n == 1:
     return _pick(rng, ["jumps", "jumps in place", "jumps up", "does a jump", "jumps on the spot",
-                       "jumps up and down once", "hops in place", "jumps straight up",
-                       "jumps vertically"])
+                       "jumps up and down once"])
   return _pick(rng, [f"jumps {_times(n, rng)}", f"jumps in place {_times(n, rng)}",
                      f"jumps up and down {_times(n, rng)}", f"does {_num(n, rng)} jumps",
-                     f"hops in place {_times(n, rng)}", f"bounces up and down {_times(n, rng)}",
                      "jumps repeatedly" if n >= 3 else f"jumps {_times(n, rng)}"])
 
 
@@ -243,8 +215,7 @@ def _squat(rec, rng) -> str:
   n = int(rec.get("count") or 1)
   if n == 1:
     return _pick(rng, ["squats", "does a squat", "squats down and stands back up",
-                       "bends the knees into a squat", "crouches down and stands up again",
-                       "drops into a squat", "squats down low", "lowers into a squat and rises"])
+                       "bends the knees into a squat", "crouches down and stands up again"])
   return _pick(rng, [f"squats {_times(n, rng)}", f"does {_num(n, rng)} squats",
                      f"squats down and up {_times(n, rng)}", f"crouches {_times(n, rng)}"])
 
@@ -253,8 +224,7 @@ def _wave(rec, rng) -> str:
   s = rec["side"]
   return _pick(rng, [f"waves with the {s} hand", f"waves the {s} hand", f"raises the {s} hand and waves",
                      f"waves hello with the {s} hand", f"waves with the {s} arm",
-                     f"lifts the {s} hand and waves it", f"waves goodbye with the {s} hand",
-                     f"greets someone with the {s} hand", f"waves the {s} arm in the air"])
+                     f"lifts the {s} hand and waves it"])
 
 
 def _raise(rec, rng) -> str:
@@ -263,32 +233,25 @@ def _raise(rec, rng) -> str:
     return _pick(rng, ["raises both arms", "raises both hands above the head", "lifts both arms up",
                        "puts both hands up in the air", "raises both arms over the head"])
   return _pick(rng, [f"raises the {s} arm", f"raises the {s} hand", f"lifts the {s} arm up",
-                     f"puts the {s} hand up in the air", f"raises the {s} hand above the head",
-                     f"reaches up with the {s} arm", f"extends the {s} arm upward",
-                     f"holds the {s} arm up"])
+                     f"puts the {s} hand up in the air", f"raises the {s} hand above the head"])
 
 
 def _punch(rec, rng) -> str:
   s, n = rec["side"], int(rec.get("count") or 1)
   if n == 1:
     return _pick(rng, [f"punches with the {s} hand", f"throws a punch with the {s} fist",
-                       f"punches forward with the {s} arm", f"does a {s} punch",
-                       f"strikes with the {s} fist", f"jabs with the {s} hand",
-                       f"punches out with the {s} arm"])
+                       f"punches forward with the {s} arm", f"does a {s} punch"])
   return _pick(rng, [f"punches {_times(n, rng)} with the {s} hand",
                      f"throws {_num(n, rng)} punches with the {s} fist",
                      f"punches forward with the {s} arm {_times(n, rng)}",
-                     f"jabs {_times(n, rng)} with the {s} hand",
-                     f"boxes with the {s} fist {_times(n, rng)}"])
+                     f"jabs {_times(n, rng)} with the {s} hand"])
 
 
 def _kick(rec, rng) -> str:
   s, n = rec["side"], int(rec.get("count") or 1)
   if n == 1:
     return _pick(rng, [f"kicks with the {s} leg", f"kicks forward with the {s} foot",
-                       f"does a kick with the {s} leg", f"kicks the {s} leg forward",
-                       f"kicks out with the {s} leg", f"swings the {s} leg forward in a kick",
-                       f"does a front kick with the {s} foot"])
+                       f"does a kick with the {s} leg", f"kicks the {s} leg forward"])
   return _pick(rng, [f"kicks {_times(n, rng)} with the {s} leg",
                      f"does {_num(n, rng)} kicks with the {s} leg",
                      f"kicks forward with the {s} foot {_times(n, rng)}"])
@@ -298,42 +261,30 @@ def _clap(rec, rng) -> str:
   n = int(rec.get("count") or 1)
   return _pick(rng, [f"claps {_times(n, rng)}", f"claps the hands {_times(n, rng)}",
                      "claps the hands together", "claps", f"claps {_num(n, rng)} times"
-                     if n > 2 else "claps the hands", "applauds", "claps the hands in front of the body"])
+                     if n > 2 else "claps the hands"])
 
 
 def _sit_down(rec, rng) -> str:
   return _pick(rng, ["sits down", "sits down on a chair", "takes a seat", "sits down on the chair",
-                     "bends the knees and sits down", "sits on a chair", "lowers into a seat",
-                     "sits down on a seat"])
+                     "bends the knees and sits down"])
 
 
 def _stand_up(rec, rng) -> str:
   return _pick(rng, ["stands up", "gets up", "stands up from the chair", "rises from the seat",
-                     "gets up from the chair", "stands up from a seated position",
-                     "rises to a standing position", "gets up off the chair"])
+                     "gets up from the chair"])
 
 
 def _idle(rec, rng) -> str:
   return _pick(rng, ["stands still", "stands in place", "waits", "stays standing",
-                     "stands idle", "stands still briefly", "remains still", "stands motionless"])
+                     "stands idle", "stands still briefly"])
 
 
 PHRASES = {"walk": _walk, "jog": _walk, "run": _walk, "turn": _turn, "spin": _spin, "jump": _jump,
            "squat": _squat, "wave": _wave, "raise": _raise, "punch": _punch, "kick": _kick,
            "clap": _clap, "sit_down": _sit_down, "stand_up": _stand_up, "idle": _idle}
 SUBJECTS = ("a person", "a person", "a man", "a woman", "someone", "the person", "a figure",
-            "a human", "person", "the man", "the woman")
-POSSESSIVES = {"a man": "his", "the man": "his", "a woman": "her", "the woman": "her"}  # else "their"
-_BODY_PART = re.compile(r"\bthe (?=(?:left |right )?(?:hand|hands|arm|arms|leg|legs|foot|fist|knees|body|head)\b)")
+            "a human")
 CONNECTORS = (" and then ", ", then ", " then ", " and ", ", after that ")
-
-
-def _progressive(phrase: str, first: bool) -> str:
-  """"walks forward" -> "is walking forward" (the first phrase) or "walking forward" (later ones)."""
-  verb, _, rest = phrase.partition(" ")
-  if verb not in _ING:
-    return phrase
-  return " ".join(w for w in ("is" if first else "", _ING[verb], rest) if w)
 
 
 def _sentence(records, rng) -> str:
@@ -341,21 +292,11 @@ def _sentence(records, rng) -> str:
   # Idle padding is often left unsaid, as annotators do.
   recs = [r for r in records if r["action"] != "idle" or rng.random() < 0.4] or records[:1]
   phrases = [PHRASES[r["action"]](r, rng) for r in recs]
-  # Annotators' variations: the progressive, possessives for body parts, no article.
-  progressive = (rng.random() < 0.25 and all(p.partition(" ")[0] in _ING and " and " not in p
-                                              for p in phrases))
-  if progressive:
-    phrases = [_progressive(p, i == 0) for i, p in enumerate(phrases)]
-  body_article = rng.random()
-  if body_article < 0.35:
-    phrases = [_BODY_PART.sub(POSSESSIVES.get(subject, "their") + " ", p) for p in phrases]
-  elif body_article < 0.45:
-    phrases = [_BODY_PART.sub("", p) for p in phrases]
   text = phrases[0]
   for p in phrases[1:]:
     conn = _pick(rng, CONNECTORS)
     if conn == ", after that " and rng.random() < 0.5:
-      text += f". then {subject} {'is ' if progressive else ''}{p}"
+      text += f". then {subject} {p}"
       continue
     text += conn + p
   return f"{subject} {text}."

@@ -27,9 +27,9 @@ from llamo_jax.synthetic import program
 from llamo_jax.motion import humanml3d
 from llamo_jax.motion import rep272
 
-# 2: the caption grammar's annotator variations (progressive, possessives, more synonyms). The
-# motions, splits and statistics of a seed are those of version 1; the captions differ.
-VERSION = 2
+# The generator's version, in corpus.json and the records built from it (data/prepare.py): bump it
+# when the same seed would write other clips or captions.
+VERSION = 1
 SPLITS = ("train", "val", "test")
 SPLIT_P = (0.8, 0.1, 0.1)
 MIN_SECONDS, MAX_SECONDS = 2.0, 9.8  # HumanML3D: 40..196 frames at 20 fps
