@@ -1,4 +1,5 @@
-"""First-use data preparation refuses data another generator version wrote, naming the fix."""
+"""First-use data preparation and the synthetic generator version: an older corpus is used with a
+warning, records out of step with their corpus are refused with what to delete."""
 import json
 import logging
 
