@@ -9,22 +9,25 @@ DIR is the released checkpoints folder of EricGuo5513/text-to-motion for HumanML
 --glove=DIR holds the released word vectors our_vab_data.npy [V, 300], our_vab_words.pkl and
 our_vab_idx.pkl (word -> row). OUT receives evaluator/{meta.json, mean.npy, std.npy, params.npz};
 load it with llamo_jax.tasks.evaluator.load_evaluator(OUT). Sizes are read from the weights.
-Needs the torch extra (pip install -e ".[torch]") to read finest.tar.
+Needs the torch extra (pip install -e ".[torch]") to read finest.tar. DIR, --glove and OUT may
+each be gs:// (any etils.epath): the files are read through epath, and OUT/evaluator/ is written
+into a local folder, uploaded beside it and renamed into place only when it is complete.
 """
 from __future__ import annotations
 
+import io
 import pathlib
 import pickle
-import shutil
 import sys
-import tempfile
 from typing import Any, Mapping
 
 import numpy as np
 from absl import app
 from absl import flags
+from etils import epath
 from flax import nnx
 
+from llamo_jax.core import paths
 from llamo_jax.models import evaluators as models
 from llamo_jax.tasks import evaluator as evaluator_lib
 
@@ -37,8 +40,9 @@ class ConversionError(ValueError):
   """The source folder is not a released HumanML3D evaluator."""
 
 
-def read_checkpoint(path: pathlib.Path) -> dict[str, dict[str, np.ndarray]]:
-  """finest.tar -> {module: {name: float32 array}} for the three evaluator modules."""
+def read_checkpoint(path: paths.PathLike) -> dict[str, dict[str, np.ndarray]]:
+  """finest.tar (any epath) -> {module: {name: float32 array}} for the three evaluator modules."""
+  path = epath.Path(path)
   try:
     import torch  # pylint: disable=g-import-not-at-top  (the torch extra, needed only to read the .tar)
   except ImportError as e:
@@ -46,7 +50,7 @@ def read_checkpoint(path: pathlib.Path) -> dict[str, dict[str, np.ndarray]]:
   if not path.is_file():
     raise FileNotFoundError(f"{path} not found: --source must be the released HumanML3D checkpoints folder "
                             f"(holding {CHECKPOINT}).")
-  blob = torch.load(path, map_location="cpu", weights_only=False)
+  blob = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=False)
   out = {}
   for name in ("movement_encoder", "text_encoder", "motion_encoder"):
     if name not in blob:
@@ -56,16 +60,15 @@ def read_checkpoint(path: pathlib.Path) -> dict[str, dict[str, np.ndarray]]:
   return out
 
 
-def read_glove(folder: pathlib.Path) -> tuple[list[str], np.ndarray]:
-  """(words in row order, vectors [V, 300]) of the released GloVe subset."""
+def read_glove(folder: paths.PathLike) -> tuple[list[str], np.ndarray]:
+  """(words in row order, vectors [V, 300]) of the released GloVe subset (any epath)."""
+  folder = epath.Path(folder)
   missing = [f for f in GLOVE_FILES if not (folder / f).is_file()]
   if missing:
     raise FileNotFoundError(f"--glove={folder} lacks {missing}; point it at the released glove/ folder.")
-  vectors = np.load(folder / GLOVE_FILES[0]).astype(np.float32)
-  with open(folder / GLOVE_FILES[1], "rb") as f:
-    words = list(pickle.load(f))
-  with open(folder / GLOVE_FILES[2], "rb") as f:
-    index = dict(pickle.load(f))
+  vectors = paths.load_npy(folder / GLOVE_FILES[0]).astype(np.float32)
+  words = list(pickle.loads((folder / GLOVE_FILES[1]).read_bytes()))
+  index = dict(pickle.loads((folder / GLOVE_FILES[2]).read_bytes()))
   vocabulary = [""] * len(vectors)
   for w in words:
     if not 0 <= index[w] < len(vectors):
@@ -129,17 +132,18 @@ def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, np.ndarray]
   return out
 
 
-def import_evaluator(source: str | pathlib.Path, glove: str | pathlib.Path, out: str | pathlib.Path, *,
-                     overwrite: bool = False) -> pathlib.Path:
-  """Converts the released evaluator in `source` (+ GloVe in `glove`) into the folder `out`."""
-  source, glove, out = pathlib.Path(source), pathlib.Path(glove), pathlib.Path(out)
-  if (out / evaluator_lib.META_DIR).exists() and not overwrite:
-    raise FileExistsError(f"{out / evaluator_lib.META_DIR} exists; pass --overwrite to replace it.")
+def import_evaluator(source: paths.PathLike, glove: paths.PathLike, out: paths.PathLike, *,
+                     overwrite: bool = False) -> epath.Path:
+  """Converts the released evaluator in `source` (+ GloVe in `glove`) into the folder `out` (each any epath)."""
+  source, glove, out = epath.Path(source), epath.Path(glove), paths.absolute(out)
+  final = out / evaluator_lib.META_DIR
+  if final.exists() and not overwrite:
+    raise FileExistsError(f"{final} exists; pass --overwrite to replace it.")
   stats = [source / STATS / "mean.npy", source / STATS / "std.npy"]
   for f in stats:
     if not f.is_file():
       raise FileNotFoundError(f"{f} not found: the evaluator's feature statistics live in --source/{STATS}.")
-  mean, std = (np.load(f).astype(np.float32) for f in stats)
+  mean, std = (paths.load_npy(f).astype(np.float32) for f in stats)
   state = read_checkpoint(source / CHECKPOINT)
   vocabulary, vectors = read_glove(glove)
   config, params = convert(state, vectors)
@@ -147,18 +151,20 @@ def import_evaluator(source: str | pathlib.Path, glove: str | pathlib.Path, out:
     raise ConversionError(f"{stats[0]} has shape {mean.shape}; the evaluator reads {config.input_dim} dims "
                        "plus 4 foot contacts (hml263).")
   out.mkdir(parents=True, exist_ok=True)
-  tmp = pathlib.Path(tempfile.mkdtemp(dir=out, prefix=".evaluator-"))
+  tmp = paths.temp_sibling(final)
   try:
-    evaluator_lib.write_meta(tmp, "guo", "hml263", config.to_dict(), vocabulary, evaluator_lib.GUO_MAX_WORDS,
-                             mean, std)
-    np.savez(tmp / "params.npz", **_flatten(params))
-    # Reading it back into the model checks every name and shape.
-    evaluator_lib.load_params(models.GuoEvaluator(config, rngs=nnx.Rngs(0)), tmp / "params.npz")
-    if (out / evaluator_lib.META_DIR).exists():
-      shutil.rmtree(out / evaluator_lib.META_DIR)
-    tmp.rename(out / evaluator_lib.META_DIR)
+    with paths.staged_dir(tmp) as local:  # tmp itself when local, else uploaded to tmp on success
+      evaluator_lib.write_meta(local, "guo", "hml263", config.to_dict(), vocabulary, evaluator_lib.GUO_MAX_WORDS,
+                               mean, std)
+      np.savez(local / "params.npz", **_flatten(params))
+      # Reading it back into the model checks every name and shape.
+      evaluator_lib.load_params(models.GuoEvaluator(config, rngs=nnx.Rngs(0)), local / "params.npz")
+    if final.exists():
+      final.rmtree()
+    tmp.rename(final)
   finally:
-    shutil.rmtree(tmp, ignore_errors=True)
+    if tmp.exists():
+      tmp.rmtree()
   return out
 
 

@@ -7,30 +7,70 @@ model.safetensors.index.json, and tokenizer.json or tokenizer.model) or a
 llama.cpp `.gguf` file (dequantized to float32). DIR receives config.json,
 params/ (orbax) and tokenizer/ (see llamo_jax/convert/pretrained.py); it is written
 to a temporary folder and renamed at the end, and an existing checkpoint there
-is only replaced with --overwrite.
+is only replaced with --overwrite. PATH and DIR may be gs:// (any etils.epath): a
+remote PATH is first downloaded into a local temporary folder (the GGUF and
+safetensors readers map local files), and DIR is written like a local one.
 """
 from __future__ import annotations
 
+import contextlib
 import pathlib
 import sys
-from typing import Any
+import tempfile
+from typing import Any, Iterator
 
 from absl import app
 from absl import flags
 from absl import logging
+from etils import epath
 
+from llamo_jax.core import paths
 from llamo_jax.convert import pretrained
 from llamo_jax.convert import gguf as gguf_lib
 from llamo_jax.convert import hf as hf_lib
 from llamo_jax.data.tokenizer import Tokenizer
 from llamo_jax.models.llama import LlamaConfig
 
-def read_source(source: str | pathlib.Path, **overrides: Any
+# Suffixes of the HF folder files `read_source` reads (config, safetensors, tokenizer): the
+# files a remote folder is downloaded with (its *.bin, *.pt, *.onnx copies stay behind).
+HF_SUFFIXES = (".json", ".safetensors", ".model", ".txt")
+
+
+@contextlib.contextmanager
+def local_source(source: paths.PathLike) -> Iterator[pathlib.Path]:
+  """`source` as a local path: itself when local, else a download (the .gguf file, or the HF
+  folder's top-level HF_SUFFIXES files) into a temporary folder removed afterwards."""
+  if paths.is_local(source):
+    yield pathlib.Path(source)
+    return
+  remote = epath.Path(source)
+  if remote.is_file():
+    files = [remote]
+  elif remote.is_dir():
+    files = [f for f in remote.iterdir() if f.suffix in HF_SUFFIXES and f.is_file()]
+  else:
+    raise FileNotFoundError(f"--source={source} does not exist: point it at an HF model folder or a "
+                            ".gguf file (gs:// paths are read through etils.epath).")
+  with tempfile.TemporaryDirectory(prefix="llamo_import_") as tmp:
+    local = pathlib.Path(tmp) / remote.name
+    if remote.is_dir():
+      local.mkdir()
+    logging.info("Downloading %d file(s) of %s to %s", len(files), source, local)
+    for f in files:
+      (local if remote.is_dir() else local.parent).joinpath(f.name).write_bytes(f.read_bytes())
+    yield local
+
+
+def read_source(source: paths.PathLike, **overrides: Any
                 ) -> tuple[LlamaConfig, dict[str, Any], Tokenizer]:
   """(config, param pure dict, tokenizer) of an HF folder or a GGUF file.
 
-  `overrides` set LlamaConfig run-time fields (e.g. param_dtype).
+  `overrides` set LlamaConfig run-time fields (e.g. param_dtype). A remote `source` is read
+  from a local download (`local_source`).
   """
+  if not paths.is_local(source):
+    with local_source(source) as local:
+      return read_source(local, **overrides)
   source = pathlib.Path(source)
   if source.is_file() and source.suffix == ".gguf":
     return gguf_lib.read_gguf(source, **overrides)
@@ -46,9 +86,9 @@ def read_source(source: str | pathlib.Path, **overrides: Any
   return cfg, params, tokenizer
 
 
-def import_llm(source: str | pathlib.Path, out: str | pathlib.Path, *,
-               param_dtype: str = "float32", overwrite: bool = False) -> pathlib.Path:
-  """Converts `source` and writes the pretrained dir `out`; returns its path."""
+def import_llm(source: paths.PathLike, out: paths.PathLike, *,
+               param_dtype: str = "float32", overwrite: bool = False) -> epath.Path:
+  """Converts `source` and writes the pretrained dir `out` (each any epath); returns its path."""
   cfg, params, tokenizer = read_source(source, param_dtype=param_dtype)
   return pretrained.write_pretrained(out, cfg, params, tokenizer, source=str(source),
                                      overwrite=overwrite)

@@ -1,5 +1,6 @@
 """import_evaluator: the released HumanML3D evaluator layout (random weights from a PyTorch
 re-implementation of the published modules) converts to embeddings equal to PyTorch's."""
+import os
 import pickle
 
 import jax
@@ -101,14 +102,30 @@ def test_imported_embeddings_equal_pytorch(tmp_path, sizes):
   np.testing.assert_allclose(evaluator.encode_texts(["a man walks forward"]), want_text[:1], atol=1e-4, rtol=0)
 
 
-def test_imported_evaluator_loads_from_gcs(tmp_path, monkeypatch):
-  """--evaluator=gs://... (a fake bucket only epath reaches): the same weights and statistics as locally."""
+def test_import_evaluator_reads_and_writes_gcs_and_a_failure_leaves_nothing(tmp_path, monkeypatch):
+  """--source, --glove and --out on gs:// (a fake bucket only epath reaches): loads from gs:// with the same
+  weights and statistics as a local import; an import failing mid-write keeps the evaluator already there
+  and leaves no temporary folder."""
   monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would be looked up under ./gs:
   _released_layout(tmp_path, (300, 8, 8, 8, 8, 8))
   local = load_evaluator(import_evaluator.import_evaluator(tmp_path / "source", tmp_path / "glove", tmp_path / "out"))
+  bucket = tmp_path / "bucket" / "gs:" / "b"
   with fake_gcs(tmp_path / "bucket"):
-    paths.upload_tree(tmp_path / "out", "gs://b/evaluator")
+    paths.upload_tree(tmp_path / "source", "gs://b/source")
+    paths.upload_tree(tmp_path / "glove", "gs://b/glove")
+    out = import_evaluator.import_evaluator("gs://b/source", "gs://b/glove", "gs://b/evaluator")
+    assert str(out) == "gs://b/evaluator"
     remote = load_evaluator("gs://b/evaluator")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+      import_evaluator.import_evaluator("gs://b/source", "gs://b/glove", "gs://b/evaluator")
+
+    def half_written(model, path):
+      raise ValueError("disk full")
+
+    monkeypatch.setattr(import_evaluator.evaluator_lib, "load_params", half_written)
+    for target in ("gs://b/evaluator", "gs://b/failed"):
+      with pytest.raises(ValueError, match="disk full"):
+        import_evaluator.import_evaluator("gs://b/source", "gs://b/glove", target, overwrite=True)
   assert (remote.kind, remote.representation, remote.source) == ("guo", "hml263", "gs://b/evaluator")
   np.testing.assert_array_equal(remote.mean, local.mean)
   np.testing.assert_array_equal(remote.std, local.std)
@@ -116,6 +133,9 @@ def test_imported_evaluator_loads_from_gcs(tmp_path, monkeypatch):
   assert len(want) == len(got) > 0
   for a, b in zip(want, got):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert os.listdir(bucket / "evaluator") == ["evaluator"]  # the old import intact, no temporary folder
+  assert sorted(os.listdir(bucket / "evaluator" / "evaluator")) == sorted(os.listdir(tmp_path / "out" / "evaluator"))
+  assert not (bucket / "failed").exists() or os.listdir(bucket / "failed") == []  # a local mkdir of the fake bucket
   assert not (tmp_path / "gs:").exists()
 
 

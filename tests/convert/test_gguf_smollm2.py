@@ -9,10 +9,13 @@ import json
 import pathlib
 
 import gguf
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import tokenizers
+from etils import epath
+from flax import nnx
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from llamo_jax.convert import pretrained
@@ -169,6 +172,28 @@ def test_gguf_errors(tmp_path):
   (tmp_path / "junk.gguf").write_bytes(b"not a gguf file at all")
   with pytest.raises(ConversionError, match="not a readable GGUF file"):
     gguf_lib.read_gguf(tmp_path / "junk.gguf")
+
+
+def test_import_gguf_from_gcs_equals_local_import(tmp_path, monkeypatch):
+  """--source=gs://.../tiny.gguf (a fake bucket only epath reaches) imports to gs:// the same checkpoint
+  as the local file does."""
+  from fake_gcs import fake_gcs  # pylint: disable=g-import-not-at-top  (a tests/ helper; patches orbax)
+  from llamo_jax import import_llm  # pylint: disable=g-import-not-at-top  (a program, only for this test)
+  _, ref = tiny_torch_llama(tie=True, llama3_rope=False)
+  write_tiny_gguf(tmp_path / "tiny.gguf", ref)
+  local = import_llm.import_llm(tmp_path / "tiny.gguf", tmp_path / "local")
+  monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would land under ./gs:
+  with fake_gcs(tmp_path / "bucket"):
+    (epath.Path("gs://b/models") / "tiny.gguf").write_bytes((tmp_path / "tiny.gguf").read_bytes())
+    import_llm.import_llm("gs://b/models/tiny.gguf", "gs://b/ours")
+    cfg, model, tok = pretrained.load_pretrained("gs://b/ours")
+  want_cfg, want_model, want_tok = pretrained.load_pretrained(local)
+  assert cfg == want_cfg and tok.encode(TINY_TEXTS[1]) == want_tok.encode(TINY_TEXTS[1])
+  got, want = (nnx.state(m, nnx.Param).to_pure_dict() for m in (model, want_model))
+  assert jax.tree.structure(got) == jax.tree.structure(want)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert not (tmp_path / "gs:").exists(), "a gs:// path was written to the local disk"
 
 
 @pytest.fixture(scope="module")

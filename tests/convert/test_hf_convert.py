@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import safetensors.numpy
 import tokenizers
+from etils import epath
+from flax import nnx
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 torch = pytest.importorskip("torch", reason="HF parity tests need torch (pip install .[torch])")
@@ -262,6 +264,39 @@ def test_export_reads_and_writes_gcs_and_a_failure_leaves_nothing(tiny_pretraine
   assert sorted(os.listdir(bucket / "hf")) == sorted(os.listdir(local))
   for name in os.listdir(local):
     assert (bucket / "hf" / name).read_bytes() == (local / name).read_bytes(), name
+  assert not (tmp_path / "gs:").exists(), "a gs:// path was written to the local disk"
+
+
+def _tree_equal(a, b) -> None:
+  assert jax.tree.structure(a) == jax.tree.structure(b)
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_import_reads_and_writes_gcs_and_a_failure_leaves_nothing(tiny_src, tiny_pretrained, tmp_path,
+                                                                   monkeypatch):
+  """--source (an HF folder) and --out on gs:// (a fake bucket only epath and orbax reach): the same
+  checkpoint as a local import; an import failing mid-write leaves neither --out nor a temporary folder."""
+  monkeypatch.chdir(tmp_path)  # a gs:// path handled as a local one would land under ./gs:
+  bucket = tmp_path / "bucket" / "gs:" / "b"
+  with fake_gcs(tmp_path / "bucket"):
+    paths.upload_tree(tiny_src, "gs://b/hf")
+    assert str(import_llm.import_llm("gs://b/hf", "gs://b/ours")) == "gs://b/ours"
+    cfg, model, tok = pretrained.load_pretrained("gs://b/ours")
+    want_cfg, want_model, want_tok = pretrained.load_pretrained(tiny_pretrained)
+    assert cfg == want_cfg and tok.encode(TEXTS[0]) == want_tok.encode(TEXTS[0])
+    _tree_equal(nnx.state(model, nnx.Param).to_pure_dict(), nnx.state(want_model, nnx.Param).to_pure_dict())
+    with pytest.raises(FileNotFoundError, match="gs://b/nothing does not exist"):
+      import_llm.import_llm("gs://b/nothing", "gs://b/x")
+
+    def half_written(self, directory):
+      (epath.Path(directory) / "partial.json").write_text("{}")
+      raise OSError("disk full")
+
+    monkeypatch.setattr(Tokenizer, "save", half_written)
+    with pytest.raises(OSError, match="disk full"):
+      import_llm.import_llm("gs://b/hf", "gs://b/failed")
+  assert sorted(os.listdir(bucket)) == ["hf", "ours"]
   assert not (tmp_path / "gs:").exists(), "a gs:// path was written to the local disk"
 
 
