@@ -70,7 +70,10 @@ def read_source(source: paths.PathLike, **overrides: Any
   """
   if not paths.is_local(source):
     with local_source(source) as local:
-      return read_source(local, **overrides)
+      try:
+        return read_source(local, **overrides)
+      except (FileNotFoundError, hf_lib.ConversionError) as e:  # name the remote file, not the download
+        raise type(e)(str(e).replace(str(local), str(source).rstrip("/"))) from e
   source = pathlib.Path(source)
   if source.is_file() and source.suffix == ".gguf":
     return gguf_lib.read_gguf(source, **overrides)

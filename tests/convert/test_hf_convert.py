@@ -288,6 +288,10 @@ def test_import_reads_and_writes_gcs_and_a_failure_leaves_nothing(tiny_src, tiny
     _tree_equal(nnx.state(model, nnx.Param).to_pure_dict(), nnx.state(want_model, nnx.Param).to_pure_dict())
     with pytest.raises(FileNotFoundError, match="gs://b/nothing does not exist"):
       import_llm.import_llm("gs://b/nothing", "gs://b/x")
+    paths.upload_tree(tiny_src, "gs://b/notok")
+    epath.Path("gs://b/notok/tokenizer.json").unlink()
+    with pytest.raises(FileNotFoundError, match="^gs://b/notok has no tokenizer"):
+      import_llm.import_llm("gs://b/notok/", "gs://b/x")
 
     def half_written(self, directory):
       (epath.Path(directory) / "partial.json").write_text("{}")
@@ -296,7 +300,7 @@ def test_import_reads_and_writes_gcs_and_a_failure_leaves_nothing(tiny_src, tiny
     monkeypatch.setattr(Tokenizer, "save", half_written)
     with pytest.raises(OSError, match="disk full"):
       import_llm.import_llm("gs://b/hf", "gs://b/failed")
-  assert sorted(os.listdir(bucket)) == ["hf", "ours"]
+  assert sorted(os.listdir(bucket)) == ["hf", "notok", "ours"]
   assert not (tmp_path / "gs:").exists(), "a gs:// path was written to the local disk"
 
 
