@@ -34,7 +34,7 @@ import collections
 import dataclasses
 import json
 import math
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from etils import epath
@@ -124,10 +124,16 @@ def parse_text_line(line: str) -> tuple[str, float, float] | None:
   return parts[0].strip(), start, end
 
 
+def _corpus_meta(root: str | epath.Path) -> dict[str, Any] | None:
+  """The folder's corpus.json (written by the synthetic generator), or None where it has none."""
+  meta = epath.Path(root) / "corpus.json"
+  return json.loads(meta.read_text()) if meta.is_file() else None
+
+
 def synthetic_corpus_version(root: str | epath.Path) -> int | None:
   """The generator version of the synthetic corpus at `root` (its corpus.json; None: not one)."""
-  meta = epath.Path(root) / "corpus.json"
-  return int(json.loads(meta.read_text()).get("version", 1)) if meta.is_file() else None
+  meta = _corpus_meta(root)
+  return None if meta is None else int(meta.get("version", 1))
 
 
 class _FolderSource:
@@ -310,10 +316,8 @@ class HumanML3DSource(_FolderSource):
 
   def _folder_fps(self, default: int) -> float:
     # HumanML3D-layout folders hold every representation at the folder's own rate.
-    meta = self.root / "corpus.json"
-    if meta.is_file():
-      return float(json.loads(meta.read_text()).get("fps", 20))
-    return 20.0
+    meta = _corpus_meta(self.root)
+    return 20.0 if meta is None else float(meta.get("fps", 20))
 
   def _feature_path(self, sid: str) -> epath.Path:
     return self.feature_dir / f"{sid}.npy"
