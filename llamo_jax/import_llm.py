@@ -57,7 +57,7 @@ def local_source(source: paths.PathLike) -> Iterator[pathlib.Path]:
       local.mkdir()
     logging.info("Downloading %d file(s) of %s to %s", len(files), source, local)
     for f in files:
-      (local if remote.is_dir() else local.parent).joinpath(f.name).write_bytes(f.read_bytes())
+      paths.copy_file(f, (local if remote.is_dir() else local.parent) / f.name)
     yield local
 
 

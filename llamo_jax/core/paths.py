@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
 import tempfile
 import uuid
 from typing import Iterator
@@ -59,6 +60,12 @@ def temp_sibling(path: PathLike) -> epath.Path:
   return path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
 
 
+def copy_file(source: PathLike, target: PathLike, chunk_bytes: int = 64 << 20) -> None:
+  """Copies one file through epath in chunks (a multi-GB checkpoint never sits in memory whole)."""
+  with epath.Path(source).open("rb") as src, epath.Path(target).open("wb") as dst:
+    shutil.copyfileobj(src, dst, chunk_bytes)
+
+
 def upload_tree(local_dir: PathLike, target: PathLike) -> None:
   """Copies every file under `local_dir` to the same relative path under `target`."""
   local_dir, target = epath.Path(local_dir), epath.Path(target)
@@ -67,7 +74,7 @@ def upload_tree(local_dir: PathLike, target: PathLike) -> None:
     out = target if rel == "." else target / rel
     out.mkdir(parents=True, exist_ok=True)
     for name in files:
-      (out / name).write_bytes((epath.Path(root) / name).read_bytes())
+      copy_file(epath.Path(root) / name, out / name)
 
 
 @contextlib.contextmanager

@@ -34,6 +34,15 @@ def test_absolute_keeps_uris():
   assert paths.absolute("rel").is_absolute()
 
 
+def test_copy_file_streams_in_chunks(tmp_path):
+  data = np.random.default_rng(0).bytes(10_000)
+  (tmp_path / "w.gguf").write_bytes(data)
+  with fake_gcs(tmp_path / "bucket"):
+    paths.copy_file(tmp_path / "w.gguf", "gs://b/m/w.gguf", chunk_bytes=4096)  # 3 chunks up
+    paths.copy_file("gs://b/m/w.gguf", tmp_path / "back.gguf", chunk_bytes=999)  # 11 chunks down
+  assert (tmp_path / "back.gguf").read_bytes() == data
+
+
 def test_staged_file_uploads_only_on_success(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
   with fake_gcs(tmp_path / "bucket"):
