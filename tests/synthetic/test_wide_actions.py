@@ -2,9 +2,11 @@
 import hashlib
 import json
 
+import ml_collections
 import numpy as np
 import pytest
 
+from llamo_jax.data import prepare
 from llamo_jax.data import sources
 from llamo_jax.eval import action_checks
 from llamo_jax.motion import skeleton
@@ -98,5 +100,11 @@ def test_wide_corpus_names_its_action_set_and_draws_new_actions(tmp_path):
   assert set(meta["actions"]) & set(NEW)
   assert sources.synthetic_corpus_action_set(tmp_path / "wide") == "wide"
   assert json.loads((tmp_path / "wide" / "corpus.json").read_text())["version"] == corpus.VERSION
+  # A config asking for the core set does not silently train on it.
+  asked = ml_collections.ConfigDict(dict(dir=str(tmp_path / "wide"), num_motions=12, seed=1, fps=20))
+  with pytest.raises(ValueError, match="holds action set 'wide'.*data.corpus.actions='core'"):
+    prepare.ensure_synthetic_corpus(asked)
+  asked.actions = "wide"
+  assert prepare.ensure_synthetic_corpus(asked) == tmp_path / "wide"
   with pytest.raises(ValueError, match="unknown action set 'huge'"):
     corpus.build(tmp_path / "x", corpus.Config(num_motions=2, actions="huge"))
