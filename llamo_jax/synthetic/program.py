@@ -91,7 +91,7 @@ def build(rng: np.random.Generator, fps: float, action: str) -> segment.Segment:
   if action == "idle":
     return actions.idle(fps, rng.uniform(1.0, 3.0), rng)
   if action == "crouch":
-    return low_poses.crouch(fps, rng.uniform(0.5, 0.58), rng.uniform(0.5, 2.5), rng.uniform(0.3, 0.7),
+    return low_poses.crouch(fps, rng.uniform(0.5, 0.62), rng.uniform(0.5, 2.5), rng.uniform(0.3, 0.7),
                             rng.uniform(-0.6, 0.6))
   if action == "kneel":
     return low_poses.kneel(fps, str(rng.choice(["left", "right", "both"])), rng.uniform(0.5, 2.5),
