@@ -4,8 +4,10 @@
   python -m llamo_jax.evaluate --config=configs/motion_vae.py:tiny --workdir=workdirs/vae_tiny
 
 arg: "PRESET[,key=value...]" with PRESET in tiny (CPU, minutes) | paper (width 512, batch 256)
-and keys latent (16|32|64), quantizer (continuous|fsq), rep (hml263|mm272).
-On first use the synthetic corpus (data.corpus) and its records (data.path) are built.
+and keys latent (16|32|64), quantizer (continuous|fsq), rep (hml263|mm272), corpus (core|wide: the
+synthetic corpus's action set, llamo_jax/synthetic/program.py ACTION_SETS; wide adds crouch, kneel,
+bend / pick up, stretch and arm gestures, in its own folders). On first use the synthetic corpus
+(data.corpus) and its records (data.path) are built.
 
 :tiny trains in two stages (a length curriculum): 64-frame crops, then whole clips (up to 196
 frames) for the last twelfth of total_steps, with a fresh AdamW at a lower peak lr. The short
@@ -21,11 +23,16 @@ from llamo_jax.motion import representation as representation_lib
 
 
 def get_config(arg=None):
-  preset, extra = parse_arg(arg, "motion_vae", ("tiny", "paper"), ("latent", "quantizer", "rep"))
+  preset, extra = parse_arg(arg, "motion_vae", ("tiny", "paper"),
+                             ("latent", "quantizer", "rep", "corpus"))
   rep = extra.get("rep", "hml263")
   if rep not in representation_lib.NAMES:
     raise ValueError(f"rep={rep!r}: choose {' or '.join(representation_lib.NAMES)}.")
   fps = representation_lib.get_representation(rep).fps
+  actions = extra.get("corpus", "core")
+  if actions not in ("core", "wide"):
+    raise ValueError(f"corpus={actions!r}: choose core or wide.")
+  suffix = "" if actions == "core" else f"_{actions}"
 
   config = ml_collections.ConfigDict()
   config.task = "motion_vae"
@@ -40,9 +47,11 @@ def get_config(arg=None):
 
   config.data = ml_collections.ConfigDict()
   config.data.corpus = ml_collections.ConfigDict(dict(
-      dir=f"data/synthetic_{fps}fps", num_motions=1000 if preset == "tiny" else 10000, seed=0, fps=fps,
-      holdout="", processes=2))
-  config.data.path = f"data/records/synthetic_{fps}fps_{rep}"
+      dir=f"data/synthetic_{fps}fps{suffix}", num_motions=1000 if preset == "tiny" else 10000, seed=0,
+      fps=fps, holdout="", processes=2))
+  if actions != "core":  # core configs stay as they were, so runs trained before the key still resume
+    config.data.corpus.actions = actions
+  config.data.path = f"data/records/synthetic_{fps}fps{suffix}_{rep}"
   # Also train on the left/right mirror of every train clip (captions' left/right swapped);
   # records built either way are refused by the other, so give each its own data.path.
   config.data.mirror = False

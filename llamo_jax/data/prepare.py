@@ -23,10 +23,16 @@ from llamo_jax.synthetic import corpus as corpus_lib
 def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> epath.Path:
   """The HumanML3D-layout corpus at `corpus.dir`, generated if absent.
 
-  Keys: dir, num_motions, seed, fps (20 | 30), holdout ("" or "action:side,...").
+  Keys: dir, num_motions, seed, fps (20 | 30), holdout ("" or "action:side,..."), and optionally
+  actions (the action set, synthetic/program.py ACTION_SETS; default "core").
   """
   root = epath.Path(corpus.dir)
   version = sources.synthetic_corpus_version(root)
+  actions = corpus.get("actions", "core")
+  built = sources.synthetic_corpus_action_set(root)
+  if built is not None and built != actions:
+    raise ValueError(f"The synthetic corpus at {root} holds action set {built!r}, but the config asks for "
+                     f"data.corpus.actions={actions!r}; point data.corpus.dir and data.path at other folders.")
   if version is not None and version != corpus_lib.VERSION:
     # A corpus is consistent with itself and with runs trained on it: use it, and say how to renew it.
     logging.warning("The synthetic corpus at %s was built by generator version %d; this code writes "
@@ -41,7 +47,8 @@ def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> epath.Path:
     with paths.staged_dir(root) as local:  # the generator writes local files
       corpus_lib.build(local, corpus_lib.Config(
           num_motions=corpus.num_motions, seed=corpus.seed, fps=corpus.fps,
-          holdout=corpus_lib.parse_holdout(corpus.get("holdout", "")), processes=corpus.get("processes", 2)))
+          holdout=corpus_lib.parse_holdout(corpus.get("holdout", "")), processes=corpus.get("processes", 2),
+          actions=actions))
   multihost_utils.sync_global_devices("synthetic_corpus")
   return root
 

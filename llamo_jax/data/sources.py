@@ -136,6 +136,13 @@ def synthetic_corpus_version(root: str | epath.Path) -> int | None:
   return None if meta is None else int(meta.get("version", 1))
 
 
+def synthetic_corpus_action_set(root: str | epath.Path) -> str | None:
+  """The action set the synthetic corpus at `root` was drawn from ("core" unless its corpus.json
+  names another; None: not a synthetic corpus)."""
+  meta = _corpus_meta(root)
+  return None if meta is None else str(meta.get("action_set", "core"))
+
+
 class _FolderSource:
   """Shared reading and validation; subclasses say where files are."""
 

@@ -6,6 +6,9 @@ Text to motion. An expectation is a string "ACTION key=value ...", e.g.
   "jump count=1"                          left the floor at least once
   "wave side=right"                       the right wrist above the head, the left not
   "turn turn_side=left angle=45"          turned left by at least 45 degrees
+  "kneel pose=kneel side=left"            the left knee on the floor (low poses: kneel,
+                                          crouch, bend; measure.low_pose)
+  "stretch lean=right"                    the trunk bent sideways to the right (also twist=)
 
 `llamo_jax.synthetic.measure` reads the quantities back from the joints
 [T,22,3]; keys `count`, `distance` and `angle` are lower bounds (angle on its
@@ -45,17 +48,20 @@ _ACTION_WORDS = {
     "walk": r"walk|stroll|step|sidestep|moves", "jog": r"jog|trot|runs slowly", "run": r"run|sprint",
     "turn": r"turn|rotat", "spin": r"spin|full circle", "jump": r"jump|leap|hop",
     "squat": r"squat|crouch", "wave": r"wav", "raise": r"rais|lift|puts", "punch": r"punch|jab",
-    "kick": r"kick", "clap": r"clap", "sit_down": r"sits|seat", "stand_up": r"stands up|gets up|rises"}
+    "kick": r"kick", "clap": r"clap", "sit_down": r"sits|seat", "stand_up": r"stands up|gets up|rises",
+    # The "wide" action set (llamo_jax/synthetic/program.py ACTION_SETS).
+    "crouch": r"crouch|hunker", "kneel": r"kneel|knee", "bend": r"bend|pick|leans forward",
+    "stretch": r"stretch|twist|bends sideways|leans to the", "gesture": r"reach|point|swing|shake"}
 LENGTH_TOLERANCE = 0.25
-_KEYS = ("direction", "turn_side", "side", "seated_change") + _LOWER_BOUNDS
+_KEYS = ("direction", "turn_side", "side", "seated_change", "pose", "lean", "twist") + _LOWER_BOUNDS
 
 
 def parse(expect: str) -> tuple[str, dict[str, str]]:
   """"ACTION k=v ..." -> (action, {k: v}); unknown actions or keys are errors."""
   action, *pairs = expect.split()
-  if action not in program.ACTION_WEIGHTS:
+  if action not in program.ALL_ACTIONS:
     raise ValueError(f"Expectation {expect!r}: unknown action {action!r}; choose one of "
-                     f"{sorted(program.ACTION_WEIGHTS)}.")
+                     f"{sorted(program.ALL_ACTIONS)}.")
   spec = {}
   for pair in pairs:
     key, sep, value = pair.partition("=")
@@ -104,7 +110,7 @@ def segment_expectations(attributes: str | dict[str, Any]) -> list[tuple[str, fl
   out = []
   for seg in attributes.get("segments", []):
     a = seg["action"]
-    if a not in program.ACTION_WEIGHTS or a == "idle":
+    if a not in program.ALL_ACTIONS or a == "idle":
       continue
     spec = []
     if a in ("walk", "jog", "run"):
@@ -123,6 +129,18 @@ def segment_expectations(attributes: str | dict[str, Any]) -> list[tuple[str, fl
       spec.append(f"side={seg['side']}")
     elif a in ("sit_down", "stand_up"):
       spec.append(f"seated_change={'down' if a == 'sit_down' else 'up'}")
+    elif a in ("crouch", "bend"):
+      spec.append(f"pose={a}")
+    elif a == "kneel":
+      spec += ["pose=kneel", f"side={seg['side']}"]
+    elif a == "stretch":
+      spec.append({"overhead": "side=both", "side": f"lean={seg.get('side')}",
+                   "twist": f"twist={seg.get('side')}"}[seg.get("variant", "overhead")])
+    elif a == "gesture":
+      if seg.get("variant") in ("reach", "point"):
+        spec.append(f"side={seg['side']}")
+      elif seg.get("variant") == "swing" and seg.get("count"):
+        spec.append(f"count={seg['count']}")
     out.append((" ".join([a] + spec), seg["start"] / total, seg["end"] / total))
   return out
 

@@ -46,6 +46,10 @@ for sg, pl in (("hand", "hands"), ("arm", "arms"), ("leg", "legs"), ("step", "st
   _LEX[pl] = (sg, "NOUN")
   _LEX.setdefault(sg, (sg, "NOUN"))
 _LEX["feet"] = ("foot", "NOUN")
+_add("NOUN", "floor ground toe object thing something torso body trunk direction side")
+for sg, pl in (("toe", "toes"), ("object", "objects"), ("thing", "things")):
+  _LEX[pl] = (sg, "NOUN")
+_LEX["something"] = ("something", "PRON")
 for lemma, third, ing in (
     ("walk", "walks", "walking"), ("stroll", "strolls", "strolling"), ("jog", "jogs", "jogging"),
     ("run", "runs", "running"), ("sprint", "sprints", "sprinting"), ("trot", "trots", "trotting"),
@@ -61,14 +65,20 @@ for lemma, third, ing in (
     ("get", "gets", "getting"), ("rise", "rises", "rising"), ("wait", "waits", "waiting"),
     ("stay", "stays", "staying"), ("do", "does", "doing"), ("make", "makes", "making"),
     ("go", "goes", "going"), ("lower", "lowers", "lowering"), ("strike", "strikes", "striking"),
-    ("travel", "travels", "traveling"), ("curve", "curves", "curving")):
+    ("travel", "travels", "traveling"), ("curve", "curves", "curving"),
+    ("kneel", "kneels", "kneeling"), ("hunker", "hunkers", "hunkering"), ("lean", "leans", "leaning"),
+    ("pick", "picks", "picking"), ("reach", "reaches", "reaching"), ("touch", "touches", "touching"),
+    ("stretch", "stretches", "stretching"), ("twist", "twists", "twisting"), ("point", "points", "pointing"),
+    ("swing", "swings", "swinging"), ("shake", "shakes", "shaking"), ("extend", "extends", "extending"),
+    ("drop", "drops", "dropping"), ("come", "comes", "coming"), ("straighten", "straightens", "straightening")):
   _verb(lemma, third, ing)
 _LEX["thrown"] = ("throw", "VERB")
 _add("ADV", "forward forwards ahead straight backward backwards back sideways around then "
      "slowly quickly briskly fast again up down still idle once twice repeatedly about roughly "
-     "high briefly together afterwards finally first slightly")
+     "high briefly together afterwards finally first slightly low out over forth loosely upward "
+     "sideways")
 _add("ADJ", "left right slow quick brisk full half quarter few small big short long several "
-     "same other standing upright")
+     "same other standing upright low deep upper")
 _add("ADP", "to in on with of at along from into for over above by in")
 _add("CCONJ", "and or")
 _add("SCONJ", "while before after")
@@ -279,9 +289,69 @@ def _idle(rec, rng) -> str:
                      "stands idle", "stands still briefly"])
 
 
+def _crouch(rec, rng) -> str:
+  return _pick(rng, ["crouches down", "crouches down low", "crouches low and stands up again",
+                     "gets down into a deep crouch", "hunkers down", "crouches down and stays low",
+                     "crouches down for a while and then stands up"])
+
+
+def _kneel(rec, rng) -> str:
+  s = rec["side"]
+  if s == "both":
+    return _pick(rng, ["kneels down on both knees", "kneels on both knees and gets back up",
+                       "goes down on both knees", "drops to both knees and stands up again",
+                       "kneels down"])
+  return _pick(rng, [f"kneels down on the {s} knee", f"goes down on the {s} knee",
+                     "kneels down on one knee", f"drops to the {s} knee and gets back up",
+                     f"kneels on the {s} knee and stands up again", "goes down on one knee"])
+
+
+def _bend(rec, rng) -> str:
+  s = rec.get("side")
+  if rec.get("variant") == "over":
+    return _pick(rng, ["bends over", "bends forward and touches the toes", "bends down to the floor",
+                       "leans forward and reaches for the floor", "bends over and straightens up again"])
+  if s == "both":
+    return _pick(rng, ["bends down and picks something up with both hands",
+                       "picks up an object from the floor with both hands",
+                       "bends over to pick something up", "bends down and picks up a big object"])
+  return _pick(rng, [f"picks something up with the {s} hand", f"bends down and picks up an object with the {s} hand",
+                     "bends down to pick something up", f"reaches down to the floor with the {s} hand and picks something up",
+                     "picks something up from the floor"])
+
+
+def _stretch(rec, rng) -> str:
+  v, s = rec.get("variant"), rec.get("side")
+  if v == "side":
+    return _pick(rng, [f"stretches the arms up and leans to the {s}", f"bends sideways to the {s}",
+                       f"stretches and bends to the {s} side", f"leans to the {s} with the arms over the head"])
+  if v == "twist":
+    return _pick(rng, [f"twists the torso to the {s}", f"twists the upper body to the {s}",
+                       f"stretches the arms out and twists to the {s}", f"twists to the {s}"])
+  return _pick(rng, ["stretches the arms over the head", "stretches", "reaches both arms up and stretches",
+                     "stretches both arms high over the head", "stretches upward"])
+
+
+def _gesture(rec, rng) -> str:
+  v, s = rec.get("variant"), rec.get("side")
+  n = int(rec.get("count") or 2)
+  if v == "reach":
+    return _pick(rng, [f"reaches out with the {s} hand", f"reaches out with the {s} arm",
+                       f"extends the {s} arm and reaches for something", f"reaches for something with the {s} hand"])
+  if v == "point":
+    return _pick(rng, [f"points with the {s} hand", f"points with the {s} arm", f"points in a direction with the {s} hand",
+                       f"extends the {s} arm and points"])
+  if v == "swing":
+    return _pick(rng, ["swings the arms back and forth", "swings both arms", f"swings the arms {_times(n, rng)}",
+                       "swings the arms loosely"])
+  return _pick(rng, ["shakes the hands", "shakes out the arms", "shakes both hands loosely",
+                     "shakes the arms out"])
+
+
 PHRASES = {"walk": _walk, "jog": _walk, "run": _walk, "turn": _turn, "spin": _spin, "jump": _jump,
            "squat": _squat, "wave": _wave, "raise": _raise, "punch": _punch, "kick": _kick,
-           "clap": _clap, "sit_down": _sit_down, "stand_up": _stand_up, "idle": _idle}
+           "clap": _clap, "sit_down": _sit_down, "stand_up": _stand_up, "idle": _idle,
+           "crouch": _crouch, "kneel": _kneel, "bend": _bend, "stretch": _stretch, "gesture": _gesture}
 SUBJECTS = ("a person", "a person", "a man", "a woman", "someone", "the person", "a figure",
             "a human")
 CONNECTORS = (" and then ", ", then ", " then ", " and ", ", after that ")

@@ -6,6 +6,10 @@ attributes/ID.json, Mean.npy / Std.npy (263, std averaged within HumanML3D's
 7 groups), Mean272.npy / Std272.npy, train/val/test.txt (~80/10/10),
 zeroshot.txt (clips with a held-out combination), corpus.json.
 
+`Config.actions` picks the action set (program.ACTION_SETS): "core" (the default) writes
+the same bytes as before the option existed; any other set is named in corpus.json
+("action_set"), so a reader can tell the corpora apart.
+
 Clip i draws everything from its own child of np.random.SeedSequence(seed), so
 a corpus is the same bytes whatever the number of processes, and statistics
 are summed in clip order. Mean/Std come from the train split.
@@ -45,6 +49,7 @@ class Config:
   processes: int = 1
   min_captions: int = 3
   max_captions: int = 5
+  actions: str = "core"  # program.ACTION_SETS
 
 
 def parse_holdout(spec: str) -> tuple[tuple[str, str | None], ...]:
@@ -52,9 +57,9 @@ def parse_holdout(spec: str) -> tuple[tuple[str, str | None], ...]:
   out = []
   for item in filter(None, (s.strip() for s in spec.split(","))):
     action, _, value = item.partition(":")
-    if action not in program.ACTION_WEIGHTS:
+    if action not in program.ALL_ACTIONS:
       raise ValueError(f"--holdout: unknown action {action!r} in {item!r}; "
-                       f"actions are {sorted(program.ACTION_WEIGHTS)}")
+                       f"actions are {sorted(program.ALL_ACTIONS)}")
     out.append((action, value or None))
   return tuple(out)
 
@@ -83,7 +88,8 @@ def generate(index: int, cfg: Config) -> Generated:
   motion_ss, text_ss, split_ss = np.random.SeedSequence([cfg.seed, index]).spawn(3)
   fps = cfg.fps
   segs = program.sample_segments(np.random.default_rng(motion_ss), fps,
-                                 int(round(MIN_SECONDS * fps)), int(round(MAX_SECONDS * fps)))
+                                 int(round(MIN_SECONDS * fps)), int(round(MAX_SECONDS * fps)),
+                                 action_set=cfg.actions)
   clip = compose.compose(segs, fps)
   text_rng = np.random.default_rng(text_ss)
   count = int(text_rng.integers(cfg.min_captions, cfg.max_captions + 1))
@@ -137,6 +143,8 @@ def build(out_dir: str | os.PathLike, cfg: Config, overwrite: bool = False) -> d
   """
   if cfg.num_motions < 1:
     raise ValueError(f"num_motions must be >= 1, got {cfg.num_motions}")
+  if cfg.actions not in program.ACTION_SETS:
+    raise ValueError(f"unknown action set {cfg.actions!r}; choose one of {sorted(program.ACTION_SETS)}")
   if cfg.fps not in (20, 30):
     raise ValueError(f"fps must be 20 (HumanML3D) or 30 (272-dim / MotionStreamer), got {cfg.fps}")
   out = pathlib.Path(out_dir)
@@ -216,5 +224,7 @@ def _write_corpus(out: pathlib.Path, cfg: Config) -> dict[str, Any]:
                           "mm272": {"dir": "vecs272", "dim": 272, "mean": "Mean272.npy",
                                     "std": "Std272.npy"}},
   }
+  if cfg.actions != "core":  # core corpora keep the bytes they had before action sets existed
+    meta["action_set"] = cfg.actions
   (out / "corpus.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
   return meta

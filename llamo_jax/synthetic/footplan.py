@@ -61,12 +61,24 @@ def plan(root_xz: np.ndarray, heading: np.ndarray, swings: list[segment.Swing],
       else:
         frame = min(a + int(round(0.5 * own[k - 1].lead * fps)), max(e - 1, a))
       if frame is not None:
-        prints.append(footprint(frame))
+        xz, fy = footprint(frame)
+        if k > 0 and own[k - 1].land is not None:
+          xz = xz + rotate_xz(np.asarray(own[k - 1].land, np.float64), heading[frame])
+        prints.append((xz, fy))
       xz, fy = prints[-1]
       ankle[a:e, foot] = (xz[0], rig.ANKLE_HEIGHT, xz[1])
       yaw[a:e, foot] = fy
     length = b.foot[foot]
     toe_floor = rig.ANKLE_HEIGHT - length * np.sin(b.foot_pitch)
+    for k, s in enumerate(own):
+      if s.hold_pitch:
+        # Heel up, toes where a flat foot's toes would be: the ankle pivots up and back about them.
+        a, e = s.end, bounds[2 * k + 3]
+        (xz, fy), fp = prints[k + 1], b.foot_pitch + s.hold_pitch
+        toe = xz + length * np.cos(b.foot_pitch) * np.array([np.sin(fy), np.cos(fy)])
+        back = toe - length * np.cos(fp) * np.array([np.sin(fy), np.cos(fy)])
+        ankle[a:e, foot] = (back[0], toe_floor + length * np.sin(fp), back[1])
+        pitch[a:e, foot] = fp
     for k, s in enumerate(own):
       # The swing moves the TOE: with no progress yet, a rising pitch peels the
       # heel off the floor about the planted toe (toe-off) instead of sliding it.

@@ -76,4 +76,58 @@ def measure(joints: np.ndarray, fps: float, action: str) -> dict[str, Any]:
     out["seated_change"] = "down" if drop > 0.25 else "up" if drop < -0.25 else None
   elif action == "spin":
     out["count"] = int(round(abs(out["angle"]) / 360.0))
+  elif action in ("crouch", "kneel", "bend"):
+    out["pose"], knees = low_pose(joints, fps)
+    if action == "kneel":
+      out["side"] = knees
+  elif action == "stretch":
+    above = [np.mean(joints[:, w, 1] > joints[:, 15, 1]) > 0.2 for w in (20, 21)]
+    out["side"] = "both" if all(above) else None
+    lateral = body[:, 12, 0] - body[:, 0, 0]  # neck left of the pelvis, m
+    peak = lateral[np.argmax(np.abs(lateral))]
+    out["lean"] = None if abs(peak) < 0.12 else "left" if peak > 0 else "right"
+    twist = shoulder_twist(joints)
+    peak = twist[np.argmax(np.abs(twist))]
+    out["twist"] = None if abs(peak) < np.deg2rad(25) else "left" if peak > 0 else "right"
+  elif action == "gesture":
+    # An arm held out: the wrist far from its shoulder in the horizontal plane for >= 0.2 s.
+    out_frames = [np.sum(np.linalg.norm((joints[:, w] - joints[:, sh])[:, [0, 2]], axis=-1) > 0.4)
+                  for w, sh in ((20, 16), (21, 17))]
+    held = [f >= 0.2 * fps for f in out_frames]
+    out["side"] = None if held[0] == held[1] else "left" if held[0] else "right"
+    out["count"] = _rising(body[:, 20, 2] - body[:, 0, 2] > 0.25)  # left hand swung forward
   return out
+
+
+KNEE_DOWN = 0.2  # m: a knee this close to the floor is on it
+CROUCH_DROP = 0.47  # m: pelvis lowered at least this far (a squat lowers it 0.30-0.45)
+BEND_PITCH = np.deg2rad(55)  # trunk (pelvis -> neck) this far from vertical
+
+
+def low_pose(joints: np.ndarray, fps: float) -> tuple[str, str | None]:
+  """The lowest posture a clip [T, 22, 3] holds: ("kneel" | "crouch" | "bend" | "stand", knees).
+
+  kneel: a knee within KNEE_DOWN of the floor for >= 0.25 s (knees: "left" | "right" | "both");
+  crouch: the pelvis CROUCH_DROP below where it starts or ends (a jump's flight does not count); bend: the trunk BEND_PITCH from vertical.
+  """
+  floor = joints[..., 1].min()
+  down = [np.sum(joints[:, k, 1] - floor < KNEE_DOWN) >= 0.25 * fps for k in (4, 5)]
+  if any(down):
+    return "kneel", "both" if all(down) else "left" if down[0] else "right"
+  pelvis = joints[:, 0, 1]
+  if max(pelvis[0], pelvis[-1]) - pelvis.min() >= CROUCH_DROP:  # the segment starts or ends standing
+    return "crouch", None
+  trunk = joints[:, 12] - joints[:, 0]
+  pitch = np.arccos(np.clip(trunk[:, 1] / np.linalg.norm(trunk, axis=-1), -1.0, 1.0))
+  if np.sum(pitch > BEND_PITCH) >= 0.2 * fps:
+    return "bend", None
+  return "stand", None
+
+
+def shoulder_twist(joints: np.ndarray) -> np.ndarray:
+  """Yaw [T] of the shoulders against the hips (radians, + = the shoulders turned left)."""
+  def yaw(a, b):
+    across = joints[:, b] - joints[:, a]
+    return np.arctan2(-across[:, 2], across[:, 0])  # the across vector's angle about +Y
+  # Right minus left points to the body's right (-X facing +Z); its yaw turns with the body.
+  return (yaw(16, 17) - yaw(1, 2) + np.pi) % (2 * np.pi) - np.pi

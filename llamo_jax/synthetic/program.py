@@ -1,16 +1,24 @@
 """Random programs: which actions a clip strings together, with which parameters.
 
-`sample_segments(rng, fps, min_frames, max_frames)` draws 1-3 actions (sitting
-down is followed by standing up, or ends the clip), builds their segments and
-returns them; the total length lies in [min_frames, max_frames] (an idle
+`sample_segments(rng, fps, min_frames, max_frames, action_set)` draws 1-3 actions
+(sitting down is followed by standing up, or ends the clip), builds their segments
+and returns them; the total length lies in [min_frames, max_frames] (an idle
 segment pads short programs, long ones are redrawn).
+
+Action sets (ACTION_SETS): "core", the 15 actions the corpus has always drawn (the
+default; its clips are byte for byte those of generator version 1), and "wide", which
+adds actions that reach poses and motions the core never does (low_poses.py: crouch,
+kneel, bend over / pick up; gestures.py: stretch, free arm gestures). "wide" gives
+the new actions 40% of the draws and the core ones the rest, in their core ratios.
 """
 import math
 
 import numpy as np
 
 from llamo_jax.synthetic import actions
+from llamo_jax.synthetic import gestures
 from llamo_jax.synthetic import locomotion
+from llamo_jax.synthetic import low_poses
 from llamo_jax.synthetic import segment
 
 ACTION_WEIGHTS = {
@@ -18,6 +26,14 @@ ACTION_WEIGHTS = {
     "squat": 0.06, "wave": 0.08, "raise": 0.07, "punch": 0.07, "kick": 0.07, "clap": 0.06,
     "sit_down": 0.05, "idle": 0.03, "stand_up": 0.02,
 }
+WIDE_SHARE = 0.4
+_NEW_WEIGHTS = {"crouch": 0.2, "kneel": 0.2, "bend": 0.25, "stretch": 0.15, "gesture": 0.2}
+ACTION_SETS = {
+    "core": ACTION_WEIGHTS,
+    "wide": {**{a: w * (1.0 - WIDE_SHARE) for a, w in ACTION_WEIGHTS.items()},
+             **{a: w * WIDE_SHARE for a, w in _NEW_WEIGHTS.items()}},
+}
+ALL_ACTIONS = tuple(dict.fromkeys(a for weights in ACTION_SETS.values() for a in weights))
 TURN_ANGLES = (45.0, 90.0, 90.0, 90.0, 135.0, 180.0, 180.0)
 
 
@@ -74,12 +90,29 @@ def build(rng: np.random.Generator, fps: float, action: str) -> segment.Segment:
     return actions.stand_up(fps, rng.uniform(1.6, 2.4))
   if action == "idle":
     return actions.idle(fps, rng.uniform(1.0, 3.0), rng)
-  raise ValueError(f"unknown action {action!r}; expected one of {sorted(ACTION_WEIGHTS)}")
+  if action == "crouch":
+    return low_poses.crouch(fps, rng.uniform(0.5, 0.62), rng.uniform(0.5, 2.5), rng.uniform(0.3, 0.7),
+                            rng.uniform(-0.6, 0.6))
+  if action == "kneel":
+    return low_poses.kneel(fps, str(rng.choice(["left", "right", "both"])), rng.uniform(0.5, 2.5),
+                           rng.uniform(0.35, 0.5))
+  if action == "bend":
+    if rng.random() < 0.4:
+      return low_poses.bend(fps, "over", None, rng.uniform(1.5, 1.9), rng.uniform(0.3, 1.5),
+                            rng.uniform(-0.3, 0.3))
+    hand = str(rng.choice(["left", "right", "both"]))
+    twist = {"left": 0.3, "right": -0.3, "both": 0.0}[hand] * rng.uniform(0.0, 1.0)
+    return low_poses.bend(fps, "pick", hand, rng.uniform(1.2, 1.6), rng.uniform(0.3, 1.0), twist)
+  if action == "stretch":
+    return gestures.stretch(fps, str(rng.choice(gestures.STRETCHES)), side, rng.uniform(0.8, 2.5))
+  if action == "gesture":
+    return gestures.gesture(fps, str(rng.choice(gestures.GESTURES)), side, int(rng.integers(2, 6)), rng)
+  raise ValueError(f"unknown action {action!r}; expected one of {sorted(ALL_ACTIONS)}")
 
 
-def _draw_actions(rng: np.random.Generator) -> list[str]:
-  names = list(ACTION_WEIGHTS)
-  p = np.array([ACTION_WEIGHTS[a] for a in names])
+def _draw_actions(rng: np.random.Generator, weights: dict[str, float]) -> list[str]:
+  names = list(weights)
+  p = np.array([weights[a] for a in names])
   count = int(rng.choice([1, 2, 3], p=[0.35, 0.4, 0.25]))
   plan = []
   while len(plan) < count:
@@ -94,10 +127,12 @@ def _draw_actions(rng: np.random.Generator) -> list[str]:
 
 
 def sample_segments(rng: np.random.Generator, fps: float, min_frames: int,
-                    max_frames: int) -> list[segment.Segment]:
-  """A random program of segments totalling min_frames..max_frames frames."""
+                    max_frames: int, action_set: str = "core") -> list[segment.Segment]:
+  """A random program of segments totalling min_frames..max_frames frames, drawn from `action_set`."""
+  if action_set not in ACTION_SETS:
+    raise ValueError(f"unknown action set {action_set!r}; choose one of {sorted(ACTION_SETS)}")
   for _ in range(100):
-    plan = _draw_actions(rng)
+    plan = _draw_actions(rng, ACTION_SETS[action_set])
     segs = [build(rng, fps, a) for a in plan]
     total = sum(s.n for s in segs)
     while total > max_frames and len(segs) > 1:

@@ -30,6 +30,11 @@ class Swing:
   lead: float
   progress: np.ndarray | None = None  # [end-start] 0->1 along the footprints; None = lift, move, set down.
   same_spot: bool = False  # lands where it took off (kicks), whatever the pelvis did meanwhile.
+  # Where it lands, body-frame (x, z) m from the neutral spot (a lunge or a step back to kneel).
+  land: tuple[float, float] | None = None
+  # Extra toe-down pitch (rad) the landed foot keeps until its next swing: the toes stay planted
+  # and the heel is up (toes tucked under a kneeling leg). The swing's `pitch` should end there.
+  hold_pitch: float = 0.0
 
 
 def swing_u(m: int) -> np.ndarray:
