@@ -7,7 +7,8 @@ Per model preset and batch: LLaMo (MoT backbone + flow head width 1024 depth 3,
 latent 32) and the paper-size motion VAE (263-dim), random weights, fp32, the
 exit head forced off so every sequence runs --latents latents. Measured after
 compilation:
-  * prefill: one jitted `prefill` of the prompt batch, both CFG branches (2B rows);
+  * prefill: one jitted `text_to_motion.prefill_branches` of the prompt batch, both CFG
+    branches (B prompt rows + B unconditional [BOM] rows);
   * first frames: `stream_motion` until its first chunk (prefill + first latent's
     ODE + one VAE decode_step);
   * ms per latent: median time between later chunks of `stream_motion` (one cached
@@ -32,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import benchmarks_md  # bench/benchmarks_md.py
+from llamo_jax.generation import prompts as prompts_lib
 from llamo_jax.generation import streaming
 from llamo_jax.generation import text_to_motion
 from llamo_jax.models import flow_head as flow_lib
@@ -81,26 +83,22 @@ def main(argv):
     graphdef, params = nnx.split(model)
 
     @jax.jit
-    def prefill(params, tokens, latents, modality, positions, segment_ids):
-      # Returns h at [BOM] and the cache only (as generation does: no text logits).
-      cache, _, h = llamo_lib.prefill(nnx.merge(graphdef, params), tokens, latents, modality,
-                                      max_len, positions, segment_ids)
-      return cache, h
+    def prefill(params, prompt):
+      # What generation runs: both CFG branches, h at [BOM] and the cache only (no text logits).
+      return text_to_motion.prefill_branches(nnx.merge(graphdef, params), prompt, max_len,
+                                             guided=True)
 
     for batch in map(int, _BATCHES.value):
       rng = np.random.default_rng(batch)
       prompts = [np.concatenate([rng.integers(1, llama.vocab_size, _PROMPT_LEN.value - 1),
                                  [llamo_lib.bom_id(cfg)]]).astype(np.int32)
                  for _ in range(batch)]
-      tokens = jnp.asarray(np.concatenate([np.stack(prompts)] * 2))
-      segment_ids = jnp.ones_like(tokens).at[batch:, :-1].set(text_to_motion.UNCOND_SEGMENT)
-      args = (tokens, jnp.zeros(tokens.shape + (cfg.latent_dim,)), jnp.zeros_like(tokens),
-              jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape), segment_ids)
-      prefill(params, *args)[1].block_until_ready()
+      prompt = prompts_lib.PromptBatch(*map(jnp.asarray, prompts_lib.left_pad(prompts)))
+      prefill(params, prompt)[1].block_until_ready()
       prefill_times = []
       for _ in range(3):
         start = time.perf_counter()
-        prefill(params, *args)[1].block_until_ready()
+        prefill(params, prompt)[1].block_until_ready()
         prefill_times.append(time.perf_counter() - start)
 
       head_graphdef, head_params = nnx.split(model.flow_head)
@@ -163,8 +161,9 @@ def main(argv):
       f"--prompt_len={_PROMPT_LEN.value}`: random weights, fp32, jax {jax.__version__} on "
       f"{jax.devices()[0].platform}; LLaMo flow head width {cfg.flow_width} depth "
       f"{cfg.flow_depth}, {_FLOW_STEPS.value} Euler steps with CFG (2B rows through the "
-      "backbone), VAE preset paper (width 512). Prefill: both CFG branches, h at [BOM] only "
-      "(no text logits, as generation runs it), median of 3. "
+      "backbone), VAE preset paper (width 512). Prefill: `prefill_branches`, both CFG branches "
+      "(the unconditional one runs its [BOM] alone), h at [BOM] only (no text logits), as "
+      "generation runs it, median of 3. "
       "First frames: prefill + first latent + VAE step. ms per latent: median over the "
       f"later {_LATENTS.value - 1} chunks of `stream_motion` (cached decode step + flow ODE + "
       "exit head + VAE `decode_step` + host sync); of which flow ODE: `flow_head.sample` alone "
