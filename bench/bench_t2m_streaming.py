@@ -22,24 +22,30 @@ Frames/s = 4 * batch / (s per latent); real time at 20 fps needs 5 latents/s per
 Prints a table and writes the bench_t2m_streaming section of BENCHMARKS.md.
 """
 import os
+import pathlib
 import platform
+import sys
 import time
 
 from absl import app
 from absl import flags
-from flax import nnx
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-import benchmarks_md  # bench/benchmarks_md.py
-from llamo_jax.generation import prompts as prompts_lib
-from llamo_jax.generation import streaming
-from llamo_jax.generation import text_to_motion
-from llamo_jax.models import flow_head as flow_lib
-from llamo_jax.models import llamo as llamo_lib
-from llamo_jax.models import motion_vae
-from llamo_jax.models import presets
+# This checkout's llamo_jax, not an installed one (as the other benches).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from flax import nnx  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+import jax  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+import numpy as np  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+
+import benchmarks_md  # pylint: disable=g-import-not-at-top  (bench/benchmarks_md.py)
+from llamo_jax.generation import prompts as prompts_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.generation import streaming  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.generation import text_to_motion  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import flow_head as flow_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import llamo as llamo_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import motion_vae  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 
 _PRESETS = flags.DEFINE_list("presets", ["tiny", "smollm2_135m"],
                              "LLM presets (models/presets.py).")
