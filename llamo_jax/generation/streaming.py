@@ -85,14 +85,10 @@ def stream_motion(model: llamo_lib.LLaMo, vae: vae_lib.MotionVAE, prompts: Seque
   for count in range(1, max_latents + 1):
     decode_state, frames = _vae_step(vae_graphdef, vae_params, decode_state, state.latent,
                                      mean, std)
-    # The next latent is dispatched before this chunk is handed over, so it computes
-    # while the caller waits for and uses these frames (no host sync in between).
-    last = count == max_latents
-    if not last:
-      state = _stream_advance(graphdef, params, state, prompt.lengths, keys, knobs, static)
     yield StreamChunk(frames, active)
-    if last:
+    if count == max_latents:
       return
+    state = _stream_advance(graphdef, params, state, prompt.lengths, keys, knobs, static)
     active = ~state.done
     if not bool(jnp.any(active)):
       return
