@@ -7,7 +7,9 @@ Per model preset and batch: LLaMo (MoT backbone + flow head width 1024 depth 3,
 latent 32) and the paper-size motion VAE (263-dim), random weights, fp32, the
 exit head forced off so every sequence runs --latents latents. Measured after
 compilation:
-  * prefill: one jitted `prefill` of the prompt batch, both CFG branches (2B rows);
+  * prefill: one jitted `text_to_motion.prefill_branches` of the prompt batch, both CFG
+    branches (B prompt rows + B unconditional [BOM] rows), and beside it the whole prompt
+    in both branches (2B rows), timed alternately;
   * first frames: `stream_motion` until its first chunk (prefill + first latent's
     ODE + one VAE decode_step);
   * ms per latent: median time between later chunks of `stream_motion` (one cached
@@ -21,23 +23,30 @@ Frames/s = 4 * batch / (s per latent); real time at 20 fps needs 5 latents/s per
 Prints a table and writes the bench_t2m_streaming section of BENCHMARKS.md.
 """
 import os
+import pathlib
 import platform
+import sys
 import time
 
 from absl import app
 from absl import flags
-from flax import nnx
-import jax
-import jax.numpy as jnp
-import numpy as np
 
-import benchmarks_md  # bench/benchmarks_md.py
-from llamo_jax.generation import streaming
-from llamo_jax.generation import text_to_motion
-from llamo_jax.models import flow_head as flow_lib
-from llamo_jax.models import llamo as llamo_lib
-from llamo_jax.models import motion_vae
-from llamo_jax.models import presets
+# This checkout's llamo_jax, not an installed one (as the other benches).
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from flax import nnx  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+import jax  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+import jax.numpy as jnp  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+import numpy as np  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+
+import benchmarks_md  # pylint: disable=g-import-not-at-top  (bench/benchmarks_md.py)
+from llamo_jax.generation import prompts as prompts_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.generation import streaming  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.generation import text_to_motion  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import flow_head as flow_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import llamo as llamo_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import motion_vae  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 
 _PRESETS = flags.DEFINE_list("presets", ["tiny", "smollm2_135m"],
                              "LLM presets (models/presets.py).")
@@ -81,10 +90,21 @@ def main(argv):
     graphdef, params = nnx.split(model)
 
     @jax.jit
-    def prefill(params, tokens, latents, modality, positions, segment_ids):
-      # Returns h at [BOM] and the cache only (as generation does: no text logits).
-      cache, _, h = llamo_lib.prefill(nnx.merge(graphdef, params), tokens, latents, modality,
-                                      max_len, positions, segment_ids)
+    def prefill(params, prompt):
+      # What generation runs: both CFG branches, h at [BOM] and the cache only (no text logits).
+      return text_to_motion.prefill_branches(nnx.merge(graphdef, params), prompt, max_len,
+                                             guided=True)
+
+    @jax.jit
+    def prefill_whole(params, prompt):
+      """The unconditional branch as the whole prompt with its caption in UNCOND_SEGMENT (2B
+      rows of T tokens; what generation ran before `prefill_branches`)."""
+      tokens = jnp.concatenate([prompt.tokens] * 2)
+      uncond = jnp.where(prompt.segment_ids > 0, text_to_motion.UNCOND_SEGMENT, 0).at[:, -1].set(1)
+      cache, _, h = llamo_lib.prefill(
+          nnx.merge(graphdef, params), tokens, jnp.zeros(tokens.shape + (cfg.latent_dim,)),
+          jnp.zeros_like(tokens), max_len, jnp.concatenate([prompt.positions] * 2),
+          jnp.concatenate([prompt.segment_ids, uncond]))
       return cache, h
 
     for batch in map(int, _BATCHES.value):
@@ -92,16 +112,16 @@ def main(argv):
       prompts = [np.concatenate([rng.integers(1, llama.vocab_size, _PROMPT_LEN.value - 1),
                                  [llamo_lib.bom_id(cfg)]]).astype(np.int32)
                  for _ in range(batch)]
-      tokens = jnp.asarray(np.concatenate([np.stack(prompts)] * 2))
-      segment_ids = jnp.ones_like(tokens).at[batch:, :-1].set(text_to_motion.UNCOND_SEGMENT)
-      args = (tokens, jnp.zeros(tokens.shape + (cfg.latent_dim,)), jnp.zeros_like(tokens),
-              jnp.broadcast_to(jnp.arange(tokens.shape[1]), tokens.shape), segment_ids)
-      prefill(params, *args)[1].block_until_ready()
-      prefill_times = []
-      for _ in range(3):
-        start = time.perf_counter()
-        prefill(params, *args)[1].block_until_ready()
-        prefill_times.append(time.perf_counter() - start)
+      prompt = prompts_lib.PromptBatch(*map(jnp.asarray, prompts_lib.left_pad(prompts)))
+      prefill_times = {fn: [] for fn in (prefill, prefill_whole)}
+      for fn in prefill_times:
+        fn(params, prompt)[1].block_until_ready()
+      for _ in range(7):  # alternating, so both see the same machine load
+        for fn, times in prefill_times.items():
+          start = time.perf_counter()
+          fn(params, prompt)[1].block_until_ready()
+          times.append(time.perf_counter() - start)
+      prefill_ms = {fn: 1e3 * np.median(times) for fn, times in prefill_times.items()}
 
       head_graphdef, head_params = nnx.split(model.flow_head)
 
@@ -144,7 +164,7 @@ def main(argv):
 
       fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
       rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | "
-                  f"{1e3 * np.median(prefill_times):.1f} | {1e3 * first:.0f} | "
+                  f"{prefill_ms[prefill]:.1f} | {prefill_ms[prefill_whole]:.1f} | {1e3 * first:.0f} | "
                   f"{1e3 * per_latent:.1f} | {ode_ms[flow_ode]:.1f} | "
                   f"{ode_ms[flow_ode_stepwise]:.1f} ({ode_ms[flow_ode_stepwise] / ode_ms[flow_ode]:.1f}x) | "
                   f"{fps:,.0f} | "
@@ -163,8 +183,11 @@ def main(argv):
       f"--prompt_len={_PROMPT_LEN.value}`: random weights, fp32, jax {jax.__version__} on "
       f"{jax.devices()[0].platform}; LLaMo flow head width {cfg.flow_width} depth "
       f"{cfg.flow_depth}, {_FLOW_STEPS.value} Euler steps with CFG (2B rows through the "
-      "backbone), VAE preset paper (width 512). Prefill: both CFG branches, h at [BOM] only "
-      "(no text logits, as generation runs it), median of 3. "
+      "backbone), VAE preset paper (width 512). Prefill: `prefill_branches`, both CFG branches "
+      "(the unconditional one runs its [BOM] alone), h at [BOM] only (no text logits), as "
+      "generation runs it, median of 7, timed alternately with the whole prompt in both "
+      "branches (2B rows of T tokens, the caption in the unconditional segment: the same keys "
+      "and values where the branch looks, `tests/generation/test_text_to_motion.py`). "
       "First frames: prefill + first latent + VAE step. ms per latent: median over the "
       f"later {_LATENTS.value - 1} chunks of `stream_motion` (cached decode step + flow ODE + "
       "exit head + VAE `decode_step` + host sync); of which flow ODE: `flow_head.sample` alone "
@@ -176,10 +199,10 @@ def main(argv):
       f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, load "
       f"average at the end {load[0]:.1f}.",
       "",
-      "| model | batch | prefill ms | first frames ms | ms per latent (stream) | "
-      "of which flow ODE | flow ODE, whole head per step | "
+      "| model | batch | prefill ms | prefill, whole prompt in both branches | first frames ms | "
+      "ms per latent (stream) | of which flow ODE | flow ODE, whole head per step | "
       "frames/s (all clips) | x real time per clip | ms per latent (fused) |",
-      "|---|---|---|---|---|---|---|---|---|---|",
+      "|---|---|---|---|---|---|---|---|---|---|---|",
       *rows,
   ])
   print(table)

@@ -21,6 +21,8 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# This checkout's llamo_jax, not an installed one.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from flax import nnx  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 import jax  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)

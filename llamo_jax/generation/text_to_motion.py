@@ -11,8 +11,16 @@ prefill + first latent (`_start`) and one step (`_advance`) are also what
 
 Unconditional branch: the same prompt with every token before the final [BOM]
 moved to a segment of its own (segment id -1), exactly how `LLaMo.loss` drops
-captions in training, so [BOM] and the motion tokens see no condition. Both
-branches run as one batch of 2B; positions are identical in both.
+captions in training, so [BOM] and the motion tokens see no condition. Positions
+are identical in both branches. No query of the branch ever attends a caption
+slot, so its prefill runs the [BOM] alone (one cached step at the prompt's last
+slot, `prefill_branches`) instead of the whole prompt a second time; from then on
+both branches run as one batch of 2B rows.
+
+Expert buffers: a prompt's only motion-expert token is its [BOM] (and only under
+bom_expert="motion") and every later step feeds motion tokens only, so the prefill
+runs the motion expert on a 1-token buffer and the decode steps skip the text
+expert (`mot.Buffers`): each step reads one expert's weights, not both.
 
 Prompts are left-padded (`prompts.left_pad`), so all prompts end at the same
 cache slot. Random numbers are per sequence (`prompts.sequence_keys`): latent
@@ -50,6 +58,7 @@ from llamo_jax.models import flow_head as flow_lib
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models import mot as mot_lib
 from llamo_jax.models.attention import KVCache
+from llamo_jax.models.llama import init_cache
 
 DEFAULT_CFG_SCALE = 4.0  # our default (the paper's value is not known); tune on validation
 UNCOND_SEGMENT = -1      # segment of the dropped condition in the unconditional branch
@@ -118,22 +127,44 @@ def _sample(model: llamo_lib.LLaMo, h: jax.Array, keys: jax.Array, count: jax.Ar
                                  cfg_scale=knobs.cfg_scale, steps=static.flow_steps, method=static.method)
 
 
+def prefill_branches(model: llamo_lib.LLaMo, prompt: PromptBatch, max_len: int, guided: bool
+                     ) -> tuple[KVCache, jax.Array]:
+  """The prompt batch [B,T] into a cache of max_len slots: (cache, h [B,D] at [BOM]), and
+  with `guided` the unconditional branch too (cache of 2B rows, h [2B,D], conditional first).
+
+  The unconditional rows hold only their [BOM] (slot T-1, the prompt's [BOM] position,
+  segment 1); their other prompt slots stay empty (segment 0), which no query of
+  segment 1 attends: the same keys and values wherever the branch looks as the whole
+  prompt with its caption in segment UNCOND_SEGMENT, for one token per row.
+  """
+  tokens, positions, segment_ids = prompt.tokens, prompt.positions, prompt.segment_ids
+  b, t = tokens.shape
+  latent_dim = model.config.latent_dim
+  # At most one motion-expert token per prompt: its [BOM] (bom_expert="motion").
+  cache, _, h = llamo_lib.prefill(model, tokens, jnp.zeros((b, t, latent_dim)),
+                                  jnp.zeros((b, t), jnp.int32), max_len, positions, segment_ids,
+                                  buffers=(None, 1))
+  if not guided:
+    return cache, h
+  bom_motion = model.config.bom_expert == "motion"
+  empty = init_cache(model.cfg, b, max_len)._replace(end_index=jnp.int32(t - 1))
+  ones = jnp.ones((b,), jnp.int32)
+  uncond, _, h_uncond = llamo_lib.decode_step(
+      model, empty, tokens[:, -1], jnp.zeros((b, latent_dim)), 0 * ones, positions[:, -1], ones,
+      buffers=(0, None) if bom_motion else (None, 0))
+  both = KVCache(k=jnp.concatenate([cache.k, uncond.k], axis=1),     # [L,2B,S,K,H]
+                 v=jnp.concatenate([cache.v, uncond.v], axis=1),
+                 end_index=cache.end_index,
+                 segment_ids=jnp.concatenate([cache.segment_ids, uncond.segment_ids]))
+  return both, jnp.concatenate([h, h_uncond])
+
+
 def _start(model: llamo_lib.LLaMo, prompt: PromptBatch, keys: jax.Array, knobs: _Knobs,
            static: _Static, prefix: _Prefix | None = None) -> MotionState:
   """Prefill (both branches) and the first latent."""
-  tokens, positions, segment_ids = prompt.tokens, prompt.positions, prompt.segment_ids
-  if static.guided:
-    # Everything before the final [BOM] (the last slot) is the condition.
-    is_cond = (segment_ids > 0).at[:, -1].set(False)
-    uncond = jnp.where(is_cond, UNCOND_SEGMENT, segment_ids)
-    tokens = jnp.concatenate([tokens, tokens])
-    positions = jnp.concatenate([positions, positions])
-    segment_ids = jnp.concatenate([segment_ids, uncond])
-  rows, t = tokens.shape
-  zeros = jnp.zeros((rows, t), jnp.int32)
   # max_latents - 1 latents are fed back at most (the last one is only sampled).
-  cache, _, h = llamo_lib.prefill(model, tokens, jnp.zeros((rows, t, model.config.latent_dim)),
-                                  zeros, t + static.max_latents - 1, positions, segment_ids)
+  cache, h = prefill_branches(model, prompt, prompt.tokens.shape[1] + static.max_latents - 1,
+                              static.guided)
   b = keys.shape[0]
   z = _sample(model, h, keys, jnp.int32(0), knobs, static)
   if prefix is not None:
@@ -151,8 +182,10 @@ def _advance(model: llamo_lib.LLaMo, state: MotionState, prompt_lengths: jax.Arr
   # Latent k (1-based) sits at position len + k - 1 ([BOM] is at len - 1).
   position = jnp.tile(prompt_lengths + state.count - 1, rep)
   ones = jnp.ones((rep * b,), jnp.int32)
+  # Every fed token is a latent: the text expert is skipped (module docstring, buffers).
   cache, _, h = llamo_lib.decode_step(model, state.cache, 0 * ones,
-                                      jnp.tile(state.latent, (rep, 1)), ones, position, ones)
+                                      jnp.tile(state.latent, (rep, 1)), ones, position, ones,
+                                      buffers=(0, None))
   p_exit = jax.nn.sigmoid(model.exit_logits(h[:b].astype(jnp.float32)))
   can_exit = state.count >= knobs.min_latents
   z = _sample(model, h, keys, state.count, knobs, static)

@@ -194,10 +194,11 @@ def integrate_head(head: FlowHead, h: jax.Array, x0: jax.Array, *, h_uncond: jax
   """`integrate(guided_velocity(head, h, h_uncond, cfg_scale), x0, ...)`, faster.
 
   The conditioning half of the head (time embedding, condition projection and
-  every adaLN modulation) runs once, batched over the steps+1 grid times, before
-  the loop; each ODE step then runs only the x path. For a 1-token decode step
-  this removes most of the weight reads per step (the modulations are 3W x W per
-  block against 2W x W for the MLP). Extra memory: (steps+1) x rows x (3*depth+2)*W
+  every adaLN modulation) runs once, batched over the grid times (steps for Euler,
+  steps+1 for Heun), before the loop; each ODE step then runs only the x path. For
+  a 1-token decode step this removes most of the weight reads per step (the
+  modulations are 3W x W per block against 2W x W for the MLP). Extra memory: up
+  to (steps+1) x rows x (3*depth+2)*W
   floats. h [...,D], x0 [...,C] -> x(1) [...,C].
   """
   if method not in METHODS:
@@ -210,8 +211,10 @@ def integrate_head(head: FlowHead, h: jax.Array, x0: jax.Array, *, h_uncond: jax
       raise ValueError(f"h_uncond {h_uncond.shape} and h {h.shape} must have the same shape.")
     h = jnp.stack([h, h_uncond])
   dt = 1.0 / steps
-  t = jnp.arange(steps + 1, dtype=jnp.float32) * dt                   # the grid of `integrate`
-  temb = head.time_embedding(t).reshape((steps + 1,) + (1,) * (h.ndim - 1) + (-1,))
+  # The grid of `integrate`: Euler evaluates t_0..t_{S-1}, Heun also t_S.
+  n_t = steps + 1 if method == "heun" else steps
+  t = jnp.arange(n_t, dtype=jnp.float32) * dt
+  temb = head.time_embedding(t).reshape((n_t,) + (1,) * (h.ndim - 1) + (-1,))
   mods = head.modulations(temb + head.cond_proj(h)[None])             # each [S+1,(2),...,kW]
 
   def velocity(x, i):

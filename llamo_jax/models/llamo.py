@@ -177,17 +177,19 @@ class LLaMo(mot_lib.MoT):
 
   def __call__(self, tokens: jax.Array, latents: jax.Array, modality: jax.Array,
                positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
-               cache: KVCache | None = None
+               cache: KVCache | None = None, buffers: mot_lib.Buffers | None = None
                ) -> tuple[jax.Array, jax.Array, KVCache | None]:
     """tokens [B,T], latents [B,T,C], modality [B,T] -> (logits [B,T,V] f32, h [B,T,D], cache).
 
     h is the final-normed hidden state (for motion positions: the motion expert's).
+    `buffers` caps the MoT expert buffers of this call (`MoT.routing`).
     """
     if latents.shape != tokens.shape + (self.config.latent_dim,):
       raise ValueError(f"latents have shape {latents.shape}; expected [B,T,C]="
                        f"{tokens.shape + (self.config.latent_dim,)}.")
     h, cache, _ = self.mot_backbone(self.embed_inputs(tokens, latents, modality),
-                                    self.experts(tokens, modality), positions, segment_ids, cache)
+                                    self.experts(tokens, modality), positions, segment_ids, cache,
+                                    buffers)
     return self.logits(h), h, cache
 
   def own_history(self, batch: Mapping[str, jax.Array], latents: jax.Array, segment_ids: jax.Array,
@@ -285,10 +287,12 @@ def for_inference(model: LLaMo) -> LLaMo:
 
 def prefill(model: LLaMo, tokens: jax.Array, latents: jax.Array, modality: jax.Array,
             max_len: int, positions: jax.Array | None = None,
-            segment_ids: jax.Array | None = None
+            segment_ids: jax.Array | None = None, buffers: mot_lib.Buffers | None = None
             ) -> tuple[KVCache, jax.Array, jax.Array]:
   """Runs the prompt [B,T] into a fresh cache of max_len slots.
 
+  `buffers` caps the MoT expert buffers (`MoT.routing`; e.g. (None, 1) for a text
+  prompt whose only motion-expert token is its [BOM]).
   Returns (cache, logits [B,V] and h [B,D] of the last prompt token).
   """
   if latents.shape != tokens.shape + (model.config.latent_dim,):
@@ -296,7 +300,8 @@ def prefill(model: LLaMo, tokens: jax.Array, latents: jax.Array, modality: jax.A
                      f"{tokens.shape + (model.config.latent_dim,)}.")
   cache = init_cache(model.cfg, tokens.shape[0], max_len)
   h, cache, _ = model.mot_backbone(model.embed_inputs(tokens, latents, modality),
-                                   model.experts(tokens, modality), positions, segment_ids, cache)
+                                   model.experts(tokens, modality), positions, segment_ids, cache,
+                                   buffers)
   # The LM head on the last position only: XLA does not sink the slice into the
   # [B,T,D]x[D,V] matmul, which would otherwise cost T times more.
   h = h[:, -1]
@@ -304,11 +309,12 @@ def prefill(model: LLaMo, tokens: jax.Array, latents: jax.Array, modality: jax.A
 
 
 def decode_step(model: LLaMo, cache: KVCache, token: jax.Array, latent: jax.Array,
-                modality: jax.Array, position: jax.Array, segment_id: jax.Array | None = None
-                ) -> tuple[KVCache, jax.Array, jax.Array]:
+                modality: jax.Array, position: jax.Array, segment_id: jax.Array | None = None,
+                buffers: mot_lib.Buffers | None = None) -> tuple[KVCache, jax.Array, jax.Array]:
   """Feeds one token per sequence: token [B] (text/[BOM]/[EOM]), latent [B,C]
-  (used where modality [B] is 1), position [B]. Returns (cache, logits [B,V], h [B,D])."""
+  (used where modality [B] is 1), position [B]. `buffers` as in `prefill` ((0, None):
+  every token is motion, the text expert is skipped). Returns (cache, logits [B,V], h [B,D])."""
   seg = None if segment_id is None else segment_id[:, None]
   logits, h, cache = model(token[:, None], latent[:, None], modality[:, None],
-                           position[:, None], seg, cache)
+                           position[:, None], seg, cache, buffers)
   return cache, logits[:, 0], h[:, 0]

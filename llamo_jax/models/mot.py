@@ -18,6 +18,10 @@ verifies a batch host-side). We chose capacities per sequence (not per batch)
 so routing never moves tokens across the batch-sharded axis, and gathers
 (not a dense `where` over both experts) so compute tracks the token mix.
 Tokens past a capacity get a zero expert output; `Routing.overflow` counts them.
+A capacity of 0 skips that expert altogether: generation knows statically that
+a prompt has at most one motion-expert token ([BOM]) and that a latent decode
+step has only motion tokens, and passes `buffers` to run just what is needed
+(a decode step then reads one expert's weights, not both).
 
 `split` selects what is per-modality: "all" (norms, q/k/v/o and FFN: the
 paper) or "ffn" (only mlp_norm + FFN; attention projections are the text
@@ -37,6 +41,8 @@ from llamo_jax.models.llama import Llama, LlamaConfig, make_expert
 
 TEXT, MOTION = 0, 1
 SPLITS = ("all", "ffn")
+# Per-call caps on the (text, motion) buffer sizes: None leaves one as it is, 0 skips it.
+Buffers = tuple[int | None, int | None]
 
 
 class Routing(NamedTuple):
@@ -58,7 +64,8 @@ class Routing(NamedTuple):
 
 def capacities(length: int, text_capacity: int | None, motion_capacity: int | None
                ) -> tuple[int, int]:
-  """Buffer sizes for a sequence of `length`: None means `length`; capped at it."""
+  """Buffer sizes for a sequence of `length`: None means `length`; capped at it (0 skips
+  the expert)."""
   ct = length if text_capacity is None else min(text_capacity, length)
   cm = length if motion_capacity is None else min(motion_capacity, length)
   return ct, cm
@@ -103,17 +110,27 @@ def dispatch(route: Routing, fn_text: Callable[[jax.Array], Any],
              fn_motion: Callable[[jax.Array], Any], x: jax.Array) -> Any:
   """Runs fn_text on the text tokens of x [B,T,...] and fn_motion on the motion
   tokens (each on its own buffer) and returns the outputs in sequence order."""
-  y_text = fn_text(_gather(x, route.text_idx))
-  y_motion = fn_motion(_gather(x, route.motion_idx))
+  cap_t, cap_m = route.text_idx.shape[1], route.motion_idx.shape[1]
+  if not cap_t and not cap_m:
+    raise ValueError("MoT buffers of capacity 0 for both experts: nothing would run.")
+  # A buffer of capacity 0 skips its expert (its tokens get a zero output, as any overflow).
+  y_text = fn_text(_gather(x, route.text_idx)) if cap_t else None
+  y_motion = fn_motion(_gather(x, route.motion_idx)) if cap_m else None
 
-  def combine(yt, ym):
-    cap_t, cap_m = yt.shape[1], ym.shape[1]
-    back_t = _gather(yt, jnp.minimum(route.rank, cap_t - 1))
-    back_m = _gather(ym, jnp.minimum(route.rank, cap_m - 1))
-    expand = (1,) * (yt.ndim - 2)
-    out = jnp.where(route.is_motion.reshape(route.is_motion.shape + expand), back_m, back_t)
-    return jnp.where(route.keep.reshape(route.keep.shape + expand), out, jnp.zeros_like(out))
+  def combine(yt, ym):  # yt or ym is None where that expert was skipped
+    ref = ym if yt is None else yt
+    expand = lambda mask: mask.reshape(mask.shape + (1,) * (ref.ndim - 2))
+    back = lambda y: _gather(y, jnp.minimum(route.rank, y.shape[1] - 1))
+    if yt is None or ym is None:  # keep is False for every token of the skipped expert
+      out = back(ref)
+    else:
+      out = jnp.where(expand(route.is_motion), back(ym), back(yt))
+    return jnp.where(expand(route.keep), out, jnp.zeros_like(out))
 
+  if y_text is None:
+    return jax.tree.map(lambda ym: combine(None, ym), y_motion)
+  if y_motion is None:
+    return jax.tree.map(lambda yt: combine(yt, None), y_text)
   return jax.tree.map(combine, y_text, y_motion)
 
 
@@ -157,20 +174,28 @@ class MoT(Llama):
     self.text_capacity = text_capacity
     self.motion_capacity = motion_capacity
 
-  def routing(self, modality: jax.Array) -> Routing:
-    """Routing of modality [B,T] with this model's capacities."""
+  def routing(self, modality: jax.Array, buffers: Buffers | None = None) -> Routing:
+    """Routing of modality [B,T] with this model's capacities, each capped by `buffers`
+    (text, motion) where given (None: no cap; 0: skip that expert)."""
     if modality.ndim != 2:
       raise ValueError(f"modality must be [B,T], got shape {modality.shape}.")
     ct, cm = capacities(modality.shape[1], self.text_capacity, self.motion_capacity)
+    if buffers is not None:
+      ct, cm = (c if cap is None else min(c, cap) for c, cap in zip((ct, cm), buffers))
     return make_routing(modality, ct, cm)
 
   def mot_backbone(self, h: jax.Array, modality: jax.Array, positions: jax.Array | None = None,
-                   segment_ids: jax.Array | None = None, cache: attn_lib.KVCache | None = None
+                   segment_ids: jax.Array | None = None, cache: attn_lib.KVCache | None = None,
+                   buffers: Buffers | None = None
                    ) -> tuple[jax.Array, attn_lib.KVCache | None, Routing]:
-    """h [B,T,D] routed by modality [B,T] -> (final-normed h [B,T,D], cache, routing)."""
+    """h [B,T,D] routed by modality [B,T] -> (final-normed h [B,T,D], cache, routing).
+
+    `buffers` (text, motion) caps the expert buffers for this call (`routing`): a
+    caller that knows how many tokens of each kind a row has at most skips the rest.
+    """
     if modality.shape != h.shape[:2]:
       raise ValueError(f"modality has shape {modality.shape}; expected [B,T]={h.shape[:2]}.")
-    route = self.routing(modality)
+    route = self.routing(modality, buffers)
     h, cache = self.backbone(h, positions, segment_ids, cache, block_args=(route,))
     return h, cache, route
 

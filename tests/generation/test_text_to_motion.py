@@ -1,11 +1,16 @@
 """generation.text_to_motion: KV cache == full recompute, padding, exit rule, CFG, errors."""
+import dataclasses
+
+from flax import nnx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from llamo_jax.generation import text_to_motion as t2m
+from llamo_jax.generation.prompts import PromptBatch, left_pad
 from llamo_jax.models import flow_head as flow_lib
+from llamo_jax.models import llamo as llamo_lib
 from tiny_llamo import C, SAMPLING, forward, make_model, prompt
 
 
@@ -72,6 +77,31 @@ def test_cached_generation_equals_full_recompute(model, cfg_scale, method):
   assert len(set(ref_lengths.tolist())) > 1, "test needs sequences of different lengths"
   np.testing.assert_allclose(latents, ref, rtol=1e-5, atol=2e-5)
   assert not np.allclose(ref[0, 0], ref[1, 0])  # different prompts -> different latents
+
+
+@pytest.mark.parametrize("bom_expert", ["text", "motion"])
+def test_prefill_branches_equal_the_whole_prompt_in_both_branches(model, bom_expert):
+  """The unconditional branch's [BOM]-only prefill gives the h and the visible cache of
+  the whole prompt run with its caption in UNCOND_SEGMENT (the reference of the docstring)."""
+  m = nnx.clone(model)
+  m.config = dataclasses.replace(m.config, bom_expert=bom_expert)
+  prompts = [prompt(6, 40), prompt(3, 41)]  # left-padded: different [BOM] positions
+  batch = PromptBatch(*map(jnp.asarray, left_pad(prompts)))
+  b, t = batch.tokens.shape
+  cache, h = nnx.jit(t2m.prefill_branches, static_argnums=(2, 3))(m, batch, t + 4, True)
+  uncond = jnp.where(batch.segment_ids > 0, t2m.UNCOND_SEGMENT, 0).at[:, -1].set(1)
+  tokens = jnp.concatenate([batch.tokens] * 2)
+  ref_cache, _, ref_h = nnx.jit(llamo_lib.prefill, static_argnums=4)(
+      m, tokens, jnp.zeros(tokens.shape + (C,)), jnp.zeros_like(tokens), t + 4,
+      jnp.concatenate([batch.positions] * 2), jnp.concatenate([batch.segment_ids, uncond]))
+  np.testing.assert_allclose(h, ref_h, rtol=1e-5, atol=1e-5)
+  assert int(cache.end_index) == t
+  visible = np.asarray(ref_cache.segment_ids == 1)              # what segment-1 queries read
+  np.testing.assert_array_equal(np.asarray(cache.segment_ids == 1), visible)
+  for got, want in ((cache.k, ref_cache.k), (cache.v, ref_cache.v)):
+    np.testing.assert_allclose(np.asarray(got)[:, visible], np.asarray(want)[:, visible],
+                               rtol=1e-5, atol=1e-5)
+  assert visible[b:].sum() == b  # the unconditional rows hold only their [BOM]
 
 
 def test_continuation_keeps_the_given_first_latents_then_samples(model):

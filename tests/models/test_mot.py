@@ -1,5 +1,6 @@
 """MoT backbone: frozen text path, per-modality routing, causality, capacities, sharding."""
 import dataclasses
+import functools
 
 from flax import nnx
 import jax
@@ -143,6 +144,33 @@ def test_capacity_buffers_match_full_buffers_and_count_overflow():
     check_capacity(np.asarray(modality), 7, 5)
   assert int(make_routing(modality, 7, 5).overflow) == 1
   assert int(make_routing(modality, 7, 6).overflow) == 0
+
+
+def test_call_buffers_skip_an_expert_and_match_full_buffers():
+  _, full = base_and_mot()
+  perturb(full.layers.motion)
+  tokens, modality = tokens_and_modality()
+  h = full.embed_tokens(tokens)
+
+  @functools.partial(nnx.jit, static_argnames="buffers")
+  def backbone(model, h, modality, buffers):
+    return model.mot_backbone(h, modality, buffers=buffers)
+
+  ref, _, _ = backbone(full, h, modality, None)
+  # A row of motion tokens only: (0, None) skips the text expert, same result.
+  motion = jnp.ones_like(modality)
+  out, _, route = backbone(full, h, motion, (0, None))
+  np.testing.assert_allclose(out, backbone(full, h, motion, None)[0], atol=1e-6)
+  assert route.text_idx.shape[1] == 0 and int(route.overflow) == 0
+  # Caps that fit the rows (max 7 text / 6 motion) change nothing ...
+  np.testing.assert_allclose(backbone(full, h, modality, (7, 6))[0], ref, atol=1e-6)
+  # ... a skipped expert's tokens get a zero output and count as overflow.
+  out, _, route = backbone(full, h, modality, (None, 0))
+  assert int(route.overflow) == int(modality.sum())
+  np.testing.assert_allclose(out[0, :3], ref[0, :3], atol=1e-6)  # before row 0's motion (3:8)
+  assert not np.allclose(out[0, 3:], ref[0, 3:], atol=1e-3)
+  with pytest.raises(ValueError, match="capacity 0 for both"):
+    backbone(full, h, modality, (0, 0))
 
 
 def test_init_motion_from_text_makes_routing_a_no_op():
