@@ -129,7 +129,7 @@ def compose(segments: list[segment.Segment], fps: float) -> Clip:
   local[:, list(rig.UPPER_JOINTS)] = rotations.quat_to_matrix(upper)
   rig.pose_legs(local, root_pos, root_rot, plan.ankle, foot_rot, knee_pole)
   quats = rig.to_local_quats(local)
-  joints = np.asarray(skeleton.forward_kinematics(quats, root_pos), np.float64)
+  joints = np.asarray(skeleton.forward_kinematics(quats, root_pos, b.offsets), np.float64)
   floor = joints[..., 1].min()
   root_pos[:, 1] -= floor
   joints[..., 1] -= floor

@@ -28,6 +28,7 @@ import numpy as np
 from llamo_jax.synthetic import captions
 from llamo_jax.synthetic import compose
 from llamo_jax.synthetic import program
+from llamo_jax.synthetic import rig
 from llamo_jax.motion import humanml3d
 from llamo_jax.motion import rep272
 
@@ -50,6 +51,7 @@ class Config:
   min_captions: int = 3
   max_captions: int = 5
   actions: str = "core"  # program.ACTION_SETS
+  layout: str = "target"  # rig.LAYOUTS: the rest layout of the pelvis's and spine3's children
 
 
 def parse_holdout(spec: str) -> tuple[tuple[str, str | None], ...]:
@@ -87,10 +89,11 @@ def generate(index: int, cfg: Config) -> Generated:
   """Clip `index` of the corpus (deterministic in cfg.seed, cfg.fps and index)."""
   motion_ss, text_ss, split_ss = np.random.SeedSequence([cfg.seed, index]).spawn(3)
   fps = cfg.fps
-  segs = program.sample_segments(np.random.default_rng(motion_ss), fps,
-                                 int(round(MIN_SECONDS * fps)), int(round(MAX_SECONDS * fps)),
-                                 action_set=cfg.actions)
-  clip = compose.compose(segs, fps)
+  with rig.rest_layout(cfg.layout):
+    segs = program.sample_segments(np.random.default_rng(motion_ss), fps,
+                                   int(round(MIN_SECONDS * fps)), int(round(MAX_SECONDS * fps)),
+                                   action_set=cfg.actions)
+    clip = compose.compose(segs, fps)
   text_rng = np.random.default_rng(text_ss)
   count = int(text_rng.integers(cfg.min_captions, cfg.max_captions + 1))
   caps = captions.describe(clip.segments, text_rng, count)
@@ -101,7 +104,8 @@ def generate(index: int, cfg: Config) -> Generated:
   else:
     split = SPLITS[int(np.searchsorted(np.cumsum(SPLIT_P), np.random.default_rng(split_ss).random()))]
   feats263 = np.asarray(humanml3d.joints_to_features(clip.joints.astype(np.float32)), np.float32)
-  feats272 = np.asarray(rep272.from_rotations(clip.local_quats, clip.root_pos), np.float32)
+  feats272 = np.asarray(rep272.from_rotations(clip.local_quats, clip.root_pos,
+                                              rig.rest_offsets(cfg.layout)), np.float32)
   return Generated(clip=clip, captions=caps, split=split, feats263=feats263, feats272=feats272)
 
 
@@ -145,6 +149,7 @@ def build(out_dir: str | os.PathLike, cfg: Config, overwrite: bool = False) -> d
     raise ValueError(f"num_motions must be >= 1, got {cfg.num_motions}")
   if cfg.actions not in program.ACTION_SETS:
     raise ValueError(f"unknown action set {cfg.actions!r}; choose one of {sorted(program.ACTION_SETS)}")
+  rig.rest_offsets(cfg.layout)  # an unknown layout fails here, before any clip is written
   if cfg.fps not in (20, 30):
     raise ValueError(f"fps must be 20 (HumanML3D) or 30 (272-dim / MotionStreamer), got {cfg.fps}")
   out = pathlib.Path(out_dir)
@@ -226,5 +231,7 @@ def _write_corpus(out: pathlib.Path, cfg: Config) -> dict[str, Any]:
   }
   if cfg.actions != "core":  # core corpora keep the bytes they had before action sets existed
     meta["action_set"] = cfg.actions
+  if cfg.layout != "target":
+    meta["layout"] = cfg.layout
   (out / "corpus.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
   return meta

@@ -10,7 +10,9 @@ Legs and arms are placed by analytic two-bone IK (hip-knee-ankle,
 shoulder-elbow-wrist), so a planted ankle target is met exactly and bone
 lengths are whatever the FK offsets say.
 """
+import contextlib
 import functools
+from typing import Iterator
 
 import numpy as np
 
@@ -60,15 +62,54 @@ def _align(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
   return rotations.axis_angle_to_matrix(axis / s * np.arctan2(s, c))
 
 
-@functools.lru_cache(maxsize=None)
+# Rest layouts (Config.layout of the corpus). "target": the pelvis's and spine3's children along
+# HumanML3D's raw offset directions (hips level with the pelvis, collars level with spine3, the
+# shoulders up and out from the collars), as the corpus has always been built. "human": where the
+# released clips put them: hips below the pelvis and collars above spine3 (the bone vectors of clip
+# 012314 in the pelvis frame and the spine3 frame, constant over its frames to 1e-5 m, as the SMPL
+# body's are), shoulders level out from the collars. The bone lengths are the same in both.
+LAYOUTS = ("target", "human")
+_HUMAN_BONES = {1: (0.0543, -0.0840, -0.0250), 2: (-0.0663, -0.0840, -0.0250),
+                13: (0.0661, 0.1196, -0.0151), 14: (-0.0777, 0.1196, -0.0151)}
+_SHOULDER_DIRECTION = {"target": (0.5, 0.87, 0.0), "human": (0.99, 0.05, 0.1)}  # x: per side
+_layout = ["target"]
+
+
+def rest_offsets(layout: str) -> np.ndarray:
+  """[22, 3] rest bone vectors of a layout (LAYOUTS); the lengths are skeleton.BONE_LENGTHS."""
+  if layout not in LAYOUTS:
+    raise ValueError(f"unknown rest layout {layout!r}; choose one of {LAYOUTS}")
+  offsets = np.asarray(skeleton.TARGET_OFFSETS, dtype=np.float64).copy()
+  if layout == "human":
+    for j, v in _HUMAN_BONES.items():
+      offsets[j] = _unit(np.asarray(v)) * skeleton.BONE_LENGTHS[j]
+  return offsets
+
+
+@contextlib.contextmanager
+def rest_layout(layout: str) -> Iterator[None]:
+  """Within the block, `body()` (every controller's measures and the FK offsets) has `layout`."""
+  rest_offsets(layout)  # validates
+  previous, _layout[0] = _layout[0], layout
+  try:
+    yield
+  finally:
+    _layout[0] = previous
+
+
 def body() -> "Body":
-  return Body(np.asarray(skeleton.TARGET_OFFSETS, dtype=np.float64))
+  return _body(_layout[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _body(layout: str) -> "Body":
+  return Body(rest_offsets(layout), _SHOULDER_DIRECTION[layout])
 
 
 class Body:
   """Constant measures of the skeleton that the controllers need."""
 
-  def __init__(self, offsets: np.ndarray):
+  def __init__(self, offsets: np.ndarray, shoulder_direction=(0.5, 0.87, 0.0)):
     if offsets.shape != (22, 3):
       raise ValueError(f"skeleton offsets must be [22, 3], got {offsets.shape}")
     self.offsets = offsets
@@ -88,8 +129,9 @@ class Body:
     # pose human (head up, toes forward and down, shoulders up-and-out).
     self.neck_align = _align(offsets[15], [0.0, 1.0, 0.0])
     self.toe_align = [_align(offsets[t], [0.0, 0.0, 1.0]) for _, _, _, t in LEG]
+    sx, sy, sz = shoulder_direction
     self.collar_align = [
-        _align(offsets[s], [0.5 * SIDE_SIGN[i], 0.87, 0.0]) for i, (_, s, _, _) in enumerate(ARM)]
+        _align(offsets[s], [sx * SIDE_SIGN[i], sy, sz]) for i, (_, s, _, _) in enumerate(ARM)]
     self.shoulder_in_chest = np.stack([
         offsets[c] + self.collar_align[i] @ offsets[s] for i, (c, s, _, _) in enumerate(ARM)])
     self.hip_offset = np.stack([offsets[1], offsets[2]])
