@@ -6,7 +6,9 @@
 arg: "PRESET[,key=value...]" with PRESET in tiny (CPU, minutes) | paper (width 512, batch 256)
 and keys latent (16|32|64), quantizer (continuous|fsq), rep (hml263|mm272), corpus (core|wide: the
 synthetic corpus's action set, llamo_jax/synthetic/program.py ACTION_SETS; wide adds crouch, kneel,
-bend / pick up, stretch and arm gestures, in its own folders). On first use the synthetic corpus
+bend / pick up, stretch and arm gestures, in its own folders), layout (target|human: the rig's rest
+layout, llamo_jax/synthetic/rig.py LAYOUTS; human puts the hips below the pelvis and the collars
+above spine3, in its own folders). On first use the synthetic corpus
 (data.corpus) and its records (data.path) are built.
 
 :tiny trains in two stages (a length curriculum): 64-frame crops, then whole clips (up to 196
@@ -24,7 +26,7 @@ from llamo_jax.motion import representation as representation_lib
 
 def get_config(arg=None):
   preset, extra = parse_arg(arg, "motion_vae", ("tiny", "paper"),
-                             ("latent", "quantizer", "rep", "corpus"))
+                             ("latent", "quantizer", "rep", "corpus", "layout"))
   rep = extra.get("rep", "hml263")
   if rep not in representation_lib.NAMES:
     raise ValueError(f"rep={rep!r}: choose {' or '.join(representation_lib.NAMES)}.")
@@ -32,7 +34,10 @@ def get_config(arg=None):
   actions = extra.get("corpus", "core")
   if actions not in ("core", "wide"):
     raise ValueError(f"corpus={actions!r}: choose core or wide.")
-  suffix = "" if actions == "core" else f"_{actions}"
+  layout = extra.get("layout", "target")
+  if layout not in ("target", "human"):
+    raise ValueError(f"layout={layout!r}: choose target or human.")
+  suffix = ("" if actions == "core" else f"_{actions}") + ("" if layout == "target" else f"_{layout}")
 
   config = ml_collections.ConfigDict()
   config.task = "motion_vae"
@@ -51,6 +56,8 @@ def get_config(arg=None):
       fps=fps, holdout="", processes=2))
   if actions != "core":  # core configs stay as they were, so runs trained before the key still resume
     config.data.corpus.actions = actions
+  if layout != "target":
+    config.data.corpus.layout = layout
   config.data.path = f"data/records/synthetic_{fps}fps{suffix}_{rep}"
   # Also train on the left/right mirror of every train clip (captions' left/right swapped);
   # records built either way are refused by the other, so give each its own data.path.

@@ -24,15 +24,18 @@ def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> epath.Path:
   """The HumanML3D-layout corpus at `corpus.dir`, generated if absent.
 
   Keys: dir, num_motions, seed, fps (20 | 30), holdout ("" or "action:side,..."), and optionally
-  actions (the action set, synthetic/program.py ACTION_SETS; default "core").
+  actions (the action set, synthetic/program.py ACTION_SETS; default "core") and layout (the rig's
+  rest layout, synthetic/rig.py LAYOUTS; default "target").
   """
   root = epath.Path(corpus.dir)
   version = sources.synthetic_corpus_version(root)
-  actions = corpus.get("actions", "core")
-  built = sources.synthetic_corpus_action_set(root)
-  if built is not None and built != actions:
-    raise ValueError(f"The synthetic corpus at {root} holds action set {built!r}, but the config asks for "
-                     f"data.corpus.actions={actions!r}; point data.corpus.dir and data.path at other folders.")
+  asked = {"action_set": corpus.get("actions", "core"), "layout": corpus.get("layout", "target")}
+  built = sources.synthetic_corpus_build(root)
+  for key, config_key in (("action_set", "actions"), ("layout", "layout")):
+    if built is not None and built[key] != asked[key]:
+      raise ValueError(f"The synthetic corpus at {root} was built with {key} {built[key]!r}, but the config "
+                       f"asks for data.corpus.{config_key}={asked[key]!r}; point data.corpus.dir and "
+                       "data.path at other folders.")
   if version is not None and version != corpus_lib.VERSION:
     # A corpus is consistent with itself and with runs trained on it: use it, and say how to renew it.
     logging.warning("The synthetic corpus at %s was built by generator version %d; this code writes "
@@ -48,7 +51,7 @@ def ensure_synthetic_corpus(corpus: ml_collections.ConfigDict) -> epath.Path:
       corpus_lib.build(local, corpus_lib.Config(
           num_motions=corpus.num_motions, seed=corpus.seed, fps=corpus.fps,
           holdout=corpus_lib.parse_holdout(corpus.get("holdout", "")), processes=corpus.get("processes", 2),
-          actions=actions))
+          actions=asked["action_set"], layout=asked["layout"]))
   multihost_utils.sync_global_devices("synthetic_corpus")
   return root
 

@@ -136,11 +136,16 @@ def synthetic_corpus_version(root: str | epath.Path) -> int | None:
   return None if meta is None else int(meta.get("version", 1))
 
 
-def synthetic_corpus_action_set(root: str | epath.Path) -> str | None:
-  """The action set the synthetic corpus at `root` was drawn from ("core" unless its corpus.json
-  names another; None: not a synthetic corpus)."""
+# What a synthetic corpus was drawn with, beyond its version, and the default where corpus.json
+# does not say (corpora written before the option existed).
+CORPUS_BUILD_DEFAULTS = {"action_set": "core", "layout": "target"}
+
+
+def synthetic_corpus_build(root: str | epath.Path) -> dict[str, str] | None:
+  """{"action_set": .., "layout": ..} of the synthetic corpus at `root` (synthetic/program.py
+  ACTION_SETS, synthetic/rig.py LAYOUTS), from its corpus.json; None: not a synthetic corpus."""
   meta = _corpus_meta(root)
-  return None if meta is None else str(meta.get("action_set", "core"))
+  return None if meta is None else {k: str(meta.get(k, v)) for k, v in CORPUS_BUILD_DEFAULTS.items()}
 
 
 class _FolderSource:

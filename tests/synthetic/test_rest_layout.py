@@ -1,8 +1,11 @@
 """The rig's rest layouts: "human" puts hips below the pelvis and collars above spine3 at the same
 bone lengths, leaves the motion's plausibility as it was, and "target" stays the default."""
+import ml_collections
 import numpy as np
 import pytest
 
+from llamo_jax.data import prepare
+from llamo_jax.data import sources
 from llamo_jax.motion import rep272
 from llamo_jax.motion import skeleton
 from llamo_jax.synthetic import corpus
@@ -44,3 +47,13 @@ def test_layout_is_scoped_and_validated():
   assert rig.body().offsets[1, 1] == 0.0
   with pytest.raises(ValueError, match="unknown rest layout 'tall'"):
     corpus.build("/nonexistent/never_written", corpus.Config(num_motions=1, layout="tall"))
+
+
+def test_prepare_refuses_a_corpus_of_another_layout(tmp_path):
+  corpus.build(tmp_path / "human", corpus.Config(num_motions=8, seed=0, layout="human"))
+  assert sources.synthetic_corpus_build(tmp_path / "human") == {"action_set": "core", "layout": "human"}
+  asked = ml_collections.ConfigDict(dict(dir=str(tmp_path / "human"), num_motions=8, seed=0, fps=20))
+  with pytest.raises(ValueError, match="built with layout 'human'.*data.corpus.layout='target'"):
+    prepare.ensure_synthetic_corpus(asked)
+  asked.layout = "human"
+  assert prepare.ensure_synthetic_corpus(asked) == tmp_path / "human"

@@ -98,11 +98,11 @@ def test_wide_corpus_names_its_action_set_and_draws_new_actions(tmp_path):
   meta = corpus.build(tmp_path / "wide", corpus.Config(num_motions=12, seed=1, actions="wide"))
   assert meta["action_set"] == "wide"
   assert set(meta["actions"]) & set(NEW)
-  assert sources.synthetic_corpus_action_set(tmp_path / "wide") == "wide"
+  assert sources.synthetic_corpus_build(tmp_path / "wide") == {"action_set": "wide", "layout": "target"}
   assert json.loads((tmp_path / "wide" / "corpus.json").read_text())["version"] == corpus.VERSION
   # A config asking for the core set does not silently train on it.
   asked = ml_collections.ConfigDict(dict(dir=str(tmp_path / "wide"), num_motions=12, seed=1, fps=20))
-  with pytest.raises(ValueError, match="holds action set 'wide'.*data.corpus.actions='core'"):
+  with pytest.raises(ValueError, match="built with action_set 'wide'.*data.corpus.actions='core'"):
     prepare.ensure_synthetic_corpus(asked)
   asked.actions = "wide"
   assert prepare.ensure_synthetic_corpus(asked) == tmp_path / "wide"
