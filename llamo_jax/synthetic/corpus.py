@@ -8,7 +8,8 @@ zeroshot.txt (clips with a held-out combination), corpus.json.
 
 `Config.actions` picks the action set (program.ACTION_SETS): "core" (the default) writes
 the same bytes as before the option existed; any other set is named in corpus.json
-("action_set"), so a reader can tell the corpora apart.
+("action_set"), so a reader can tell the corpora apart. `Config.layout` likewise picks the
+rig's rest layout (rig.LAYOUTS: "target", the default, or "human"; corpus.json "layout").
 
 Clip i draws everything from its own child of np.random.SeedSequence(seed), so
 a corpus is the same bytes whatever the number of processes, and statistics
