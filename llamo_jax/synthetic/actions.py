@@ -18,11 +18,6 @@ GRAVITY = 9.81
 SEAT_HEIGHT = 0.5  # pelvis height sitting on a chair, m
 
 
-def _frames(duration: float, fps: float) -> tuple[int, np.ndarray]:
-  n = int(round(duration * fps))
-  return n, easing.phase_time(n, fps)
-
-
 def _rest_wrist(n: int, side: int) -> tuple[np.ndarray, np.ndarray]:
   return upper_body.rest_arm(n, side)
 
@@ -42,7 +37,7 @@ def jump(fps: float, count: int, distance: float, height: float) -> segment.Segm
   land = min(0.25, 2.7 * absorb / v0)
   t_first, t_recover = 0.45, 0.5
   duration = t_first + count * (push + flight + land) + t_recover
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   h = np.zeros(n)
   fwd = np.zeros(n)
   arm = np.zeros(n)  # arm raise: -1 back, +1 up
@@ -103,7 +98,7 @@ def jump(fps: float, count: int, distance: float, height: float) -> segment.Segm
 def squat(fps: float, count: int, depth: float, period: float) -> segment.Segment:
   """`count` squats, pelvis lowered by `depth` m, `period` s each."""
   duration = 0.3 + count * period + 0.3
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   times, values = [0.0, 0.3], [0.0, 0.0]
   for i in range(count):
     base = 0.3 + i * period
@@ -143,7 +138,7 @@ def wave(fps: float, side: int, count: int, period: float = 0.5,
   """
   t_up, t_down = 0.6, 0.6
   duration = t_up + count * period + t_down + 0.2
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   rest_w, rest_p = _rest_wrist(1, side)
   raised = np.array([0.22, hand_height, 0.12])
   via = np.array([0.34, -0.12, 0.22])
@@ -169,7 +164,7 @@ def raise_arms(fps: float, side: str, hold: float) -> segment.Segment:
   """Raise the left, right or both arms straight up, hold for `hold` s, lower them."""
   t_up, t_down = 0.8, 0.8
   duration = 0.15 + t_up + hold + t_down + 0.15
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   keys = [0.0, 0.15, 0.15 + t_up, 0.15 + t_up + hold, 0.15 + t_up + hold + t_down, duration]
   ang = easing.keyframes(t, keys, [0, 0, 1, 1, 0, 0])
   raised = {}
@@ -189,7 +184,7 @@ def punch(fps: float, side: int, count: int, period: float = 0.5) -> segment.Seg
   """Guard up, punch forward `count` times with one fist (`period` s each), guard down."""
   t_guard = 0.5
   duration = t_guard + count * period + t_guard + 0.1
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   guard = np.array([-0.08, -0.12, 0.25])
   strike = np.array([-0.14, 0.02, 0.5])
   guard_on = easing.keyframes(t, [0, t_guard, t_guard + count * period, duration - 0.1, duration],
@@ -220,7 +215,7 @@ def kick(fps: float, side: int, count: int, reach: float, height: float) -> segm
   """Kick forward `count` times with one leg, the foot reaching `reach` m ahead, `height` m up."""
   period, shift = 1.0, 0.35
   duration = shift + count * period + shift
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   stance_sign = -1.0 if side == 0 else 1.0  # weight moves over the other foot (+x = left)
   lean_keys = [0.0, shift, shift + count * period, duration]
   weight = easing.keyframes(t, lean_keys, [0, 1, 1, 0])
@@ -263,7 +258,7 @@ def clap(fps: float, count: int, period: float = 0.4, hand_height: float = -0.22
   """
   t_up = 0.5
   duration = t_up + count * period + t_up + 0.1
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   sx = rig.body().shoulder_in_chest[0, 0]
   apart = np.array([-sx + 0.2, hand_height, 0.33])
   together = np.array([-sx + 0.035, hand_height + 0.02, 0.36])
@@ -294,14 +289,14 @@ def _sit_profile(t, duration):
 
 def sit_down(fps: float, duration: float) -> segment.Segment:
   """Sit down on an (invisible) chair behind; ends seated."""
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   s, lean = _sit_profile(t, duration)
   return _sit_segment(n, s, lean, "sit_down", "seated")
 
 
 def stand_up(fps: float, duration: float) -> segment.Segment:
   """Stand up from sitting; starts seated."""
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   s, lean = _sit_profile(t, duration)
   return _sit_segment(n, 1.0 - s, lean, "stand_up", "standing")
 
@@ -326,7 +321,7 @@ def _sit_segment(n, s, lean, action, end_state):
 
 def idle(fps: float, duration: float, rng: np.random.Generator) -> segment.Segment:
   """Stand still: a little sway, breathing, glancing around."""
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   env = easing.window(t, 0.0, t[-1], 0.5)
   f1, f2, ph = rng.uniform(0.15, 0.3), rng.uniform(0.2, 0.4), rng.uniform(0, 2 * np.pi, size=3)
   root_xz = np.stack([0.012 * np.sin(2 * np.pi * f1 * t + ph[0]) * env,

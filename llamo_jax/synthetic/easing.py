@@ -32,6 +32,18 @@ def phase_time(num_frames: int, fps: float) -> np.ndarray:
   return np.arange(num_frames, dtype=np.float64) / fps
 
 
+def frames(duration: float, fps: float) -> tuple[int, np.ndarray]:
+  """(number of frames of `duration` seconds, their times [n])."""
+  n = int(round(duration * fps))
+  return n, phase_time(n, fps)
+
+
+def rise_hold_fall(t: np.ndarray, start: float, rise: float, hold: float, fall: float) -> np.ndarray:
+  """0 until `start`, min-jerk up to 1 over `rise` s, held `hold` s, back to 0 over `fall` s."""
+  return keyframes(t, [0.0, start, start + rise, start + rise + hold, start + rise + hold + fall,
+                       t[-1] + 1.0], [0, 0, 1, 1, 0, 0])
+
+
 def blend_weights(num_frames: int, boundary: int, width: int) -> np.ndarray:
   """Weights of the NEXT segment around a boundary frame: 0 -> 1 over `width` frames centred there."""
   t = np.arange(num_frames, dtype=np.float64)

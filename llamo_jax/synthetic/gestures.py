@@ -7,25 +7,14 @@ real motion. Feet stay planted; sides are 0 = left, 1 = right.
 """
 import numpy as np
 
+from llamo_jax.synthetic import actions
 from llamo_jax.synthetic import easing
 from llamo_jax.synthetic import rig
 from llamo_jax.synthetic import segment
 from llamo_jax.synthetic import upper_body
 
-SIDES = ("left", "right")
 STRETCHES = ("overhead", "side", "twist")
 GESTURES = ("reach", "point", "swing", "shake")
-
-
-def _frames(duration: float, fps: float) -> tuple[int, np.ndarray]:
-  n = int(round(duration * fps))
-  return n, easing.phase_time(n, fps)
-
-
-def _on(t: np.ndarray, up: float, hold: float, down: float) -> np.ndarray:
-  """0 -> 1 over `up` s (after 0.15 s), held `hold` s, back to 0 over `down` s."""
-  return easing.keyframes(t, [0.0, 0.15, 0.15 + up, 0.15 + up + hold, 0.15 + up + hold + down,
-                              t[-1] + 1.0], [0, 0, 1, 1, 0, 0])
 
 
 def _arms(n: int, targets: dict[int, np.ndarray], on: np.ndarray, poles=None) -> tuple[list, list]:
@@ -47,8 +36,8 @@ def stretch(fps: float, variant: str, side: int, hold: float) -> segment.Segment
     raise ValueError(f"stretch variant {variant!r}: choose one of {STRETCHES}")
   up, down = 0.9, 0.8
   duration = 0.15 + up + hold + down + 0.2
-  n, t = _frames(duration, fps)
-  on = _on(t, up, hold, down)
+  n, t = easing.frames(duration, fps)
+  on = easing.rise_hold_fall(t, 0.15, up, hold, down)
   sign = 1.0 if side == 0 else -1.0  # + = to the body's left
   spine_roll = spine_yaw = spine_pitch = 0.0
   tilt = np.zeros((n, 3))
@@ -70,7 +59,7 @@ def stretch(fps: float, variant: str, side: int, hold: float) -> segment.Segment
                                 spine_yaw=spine_yaw, spine_roll=spine_roll,
                                 head_pitch=-0.2 * on if variant != "twist" else 0.0,
                                 head_yaw=0.5 * spine_yaw)
-  attrs = {"action": "stretch", "variant": variant, "side": None if variant == "overhead" else SIDES[side],
+  attrs = {"action": "stretch", "variant": variant, "side": None if variant == "overhead" else actions.SIDES[side],
            "count": None, "direction": None, "speed": None}
   return segment.still(n, upper, attrs, tilt=tilt)
 
@@ -85,8 +74,8 @@ def gesture(fps: float, variant: str, side: int, count: int, rng: np.random.Gene
   sign = 1.0 if side == 0 else -1.0
   if variant in ("reach", "point"):
     up, hold, down = rng.uniform(0.5, 0.9), rng.uniform(0.4, 1.5), rng.uniform(0.5, 0.9)
-    n, t = _frames(0.15 + up + hold + down + 0.2, fps)
-    on = _on(t, up, hold, down)
+    n, t = easing.frames(0.15 + up + hold + down + 0.2, fps)
+    on = easing.rise_hold_fall(t, 0.15, up, hold, down)
     fwd = rng.uniform(np.deg2rad(55), np.deg2rad(130)) if variant == "reach" else rng.uniform(
         np.deg2rad(75), np.deg2rad(100))
     out = rng.uniform(np.deg2rad(0), np.deg2rad(80))
@@ -99,10 +88,10 @@ def gesture(fps: float, variant: str, side: int, count: int, rng: np.random.Gene
     tilt[:, 0] = 0.5 * lean
     upper = upper_body.upper_pose(n, wrists=wrists, poles=poles, spine_pitch=0.5 * lean, spine_yaw=twist,
                                   head_yaw=sign * out * 0.6 * on, head_pitch=-0.1 * on)
-    used = SIDES[side]
+    used = actions.SIDES[side]
   else:
     period = rng.uniform(0.8, 1.2) if variant == "swing" else rng.uniform(0.25, 0.4)
-    n, t = _frames(0.4 + count * period + 0.5, fps)
+    n, t = easing.frames(0.4 + count * period + 0.5, fps)
     on = easing.window(t, 0.1, t[-1] - 0.1, 0.35)
     osc = np.sin(2 * np.pi * (t - 0.3) / period) * on
     targets = {}

@@ -13,19 +13,7 @@ from llamo_jax.synthetic import rig
 from llamo_jax.synthetic import segment
 from llamo_jax.synthetic import upper_body
 
-SIDES = ("left", "right")
 _POLE = np.array([0.5, -0.5, -0.7])  # elbows out and back while the arms work in front
-
-
-def _frames(duration: float, fps: float) -> tuple[int, np.ndarray]:
-  n = int(round(duration * fps))
-  return n, easing.phase_time(n, fps)
-
-
-def _down_hold_up(t: np.ndarray, start: float, down: float, hold: float, up: float) -> np.ndarray:
-  """0 standing -> 1 (after `down` s) -> held `hold` s -> 0 (after `up` s), min-jerk ramps."""
-  return easing.keyframes(t, [0.0, start, start + down, start + down + hold, start + down + hold + up,
-                              t[-1] + 1.0], [0, 0, 1, 1, 0, 0])
 
 
 def _hanging_arms(n: int, trunk_pitch: np.ndarray, extra: np.ndarray, reach: float) -> list[np.ndarray]:
@@ -41,8 +29,8 @@ def crouch(fps: float, depth: float, hold: float, lean: float, look: float) -> s
   """
   down, up = 1.0 + 0.6 * depth, 0.9 + 0.6 * depth
   duration = 0.2 + down + hold + up + 0.25
-  n, t = _frames(duration, fps)
-  d = _down_hold_up(t, 0.2, down, hold, up)
+  n, t = easing.frames(duration, fps)
+  d = easing.rise_hold_fall(t, 0.2, down, hold, up)
   held = easing.window(t, 0.2 + down, 0.2 + down + hold, min(0.4, hold / 2 + 0.05))
   height = -depth * d
   root_xz = np.stack([np.zeros(n), -0.3 * depth * d], -1)
@@ -70,8 +58,8 @@ def bend(fps: float, variant: str, side: str | None, depth: float, hold: float,
     raise ValueError(f"bend variant {variant!r}: choose over or pick")
   down, up = 0.9 + 0.4 * depth, 0.9 + 0.4 * depth
   duration = 0.2 + down + hold + up + 0.25
-  n, t = _frames(duration, fps)
-  d = _down_hold_up(t, 0.2, down, hold, up)
+  n, t = easing.frames(duration, fps)
+  d = easing.rise_hold_fall(t, 0.2, down, hold, up)
   knees = 0.05 if variant == "over" else 0.28
   hip_share = 0.6
   tilt = np.zeros((n, 3))
@@ -111,7 +99,7 @@ def kneel(fps: float, side: str, hold: float, step_back: float) -> segment.Segme
   step, low, rise = 0.6, 0.9, 0.9
   t_down = 0.2 + step * len(legs) + low
   duration = t_down + hold + rise + step * len(legs) + 0.25
-  n, t = _frames(duration, fps)
+  n, t = easing.frames(duration, fps)
   s_step0 = 0.2
   b = rig.body()
   knee_y = 0.09  # knee joint centre above the floor when it is down
