@@ -9,6 +9,7 @@ Text to motion. An expectation is a string "ACTION key=value ...", e.g.
   "kneel pose=kneel side=left"            the left knee on the floor (low poses: kneel,
                                           crouch, bend; measure.low_pose)
   "stretch lean=right"                    the trunk bent sideways to the right (also twist=)
+  "gesture hands=both"                    both forearms oscillate (measure.oscillations)
 
 `llamo_jax.synthetic.measure` reads the quantities back from the joints
 [T,22,3]; keys `count`, `distance` and `angle` are lower bounds (angle on its
@@ -53,7 +54,7 @@ _ACTION_WORDS = {
     "crouch": r"crouch|hunker", "kneel": r"kneel|knee", "bend": r"bend|pick|leans forward",
     "stretch": r"stretch|twist|bends sideways|leans to the", "gesture": r"reach|point|swing|shake"}
 LENGTH_TOLERANCE = 0.25
-_KEYS = ("direction", "turn_side", "side", "seated_change", "pose", "lean", "twist") + _LOWER_BOUNDS
+_KEYS = ("direction", "turn_side", "side", "seated_change", "pose", "lean", "twist", "hands") + _LOWER_BOUNDS
 
 
 def parse(expect: str) -> tuple[str, dict[str, str]]:
@@ -141,6 +142,8 @@ def segment_expectations(attributes: str | dict[str, Any]) -> list[tuple[str, fl
         spec.append(f"side={seg['side']}")
       elif seg.get("variant") == "swing" and seg.get("count"):
         spec.append(f"count={seg['count']}")
+      elif seg.get("variant") == "shake":
+        spec.append("hands=both")
     out.append((" ".join([a] + spec), seg["start"] / total, seg["end"] / total))
   return out
 

@@ -96,7 +96,26 @@ def measure(joints: np.ndarray, fps: float, action: str) -> dict[str, Any]:
     held = [f >= 0.2 * fps for f in out_frames]
     out["side"] = None if held[0] == held[1] else "left" if held[0] else "right"
     out["count"] = _rising(body[:, 20, 2] - body[:, 0, 2] > 0.25)  # left hand swung forward
+    moving = [oscillations(joints[:, w, 1] - joints[:, e, 1], fps) >= SHAKES for w, e in ((20, 18), (21, 19))]
+    out["hands"] = "both" if all(moving) else "left" if moving[0] else "right" if moving[1] else None
   return out
+
+
+SHAKES = 3  # forearm oscillations that make a hand "moving" (gesture hands=)
+
+
+def oscillations(signal: np.ndarray, fps: float, window: float = 0.5, band: float = 0.01) -> int:
+  """Up-swings of `signal` [T] (m) around its `window`-second moving average that go from below
+  -`band` to above +`band`: how often it oscillates, the slow drift (an arm rising) removed."""
+  k = max(3, int(round(window * fps)) | 1)
+  smooth = np.convolve(np.pad(signal, (k // 2, k // 2), mode="edge"), np.ones(k) / k, mode="valid")
+  state, count = 0, 0
+  for x in signal - smooth:
+    if state <= 0 and x > band:
+      count, state = count + 1, 1
+    elif x < -band:
+      state = -1
+  return count
 
 
 KNEE_DOWN = 0.2  # m: a knee this close to the floor is on it

@@ -14,6 +14,7 @@ from llamo_jax.synthetic import actions
 from llamo_jax.synthetic import captions
 from llamo_jax.synthetic import compose
 from llamo_jax.synthetic import corpus
+from llamo_jax.synthetic import gestures
 from llamo_jax.synthetic import measure
 from llamo_jax.synthetic import program
 
@@ -92,6 +93,22 @@ def test_low_poses_tell_kneel_crouch_bend_and_sides_apart(instances):
   for seg in (actions.squat(FPS, 2, 0.45, 2.0), actions.jump(FPS, 2, 0.0, 0.35)):
     clip = compose.compose([seg], FPS)
     assert measure.low_pose(clip.joints, FPS)[0] == "stand"
+
+
+def test_shaking_hands_are_measured_and_one_moving_arm_is_not():
+  rng = np.random.default_rng(3)
+  checked = {}
+  for variant in gestures.GESTURES:
+    seg = gestures.gesture(FPS, variant, 1, 3, rng)
+    clip = compose.compose([actions.idle(FPS, 0.5, rng), seg], FPS)
+    checked[variant] = action_checks.check(clip.joints, FPS, "gesture hands=both")["ok"]
+    if variant == "shake":
+      attrs = {"segments": clip.segments, "num_frames": len(clip.joints)}
+      assert [e for e, _, _ in action_checks.segment_expectations(attrs)] == ["gesture hands=both"]
+  # The swing moves both arms too; reaching and pointing move one and hold it.
+  assert checked == {"reach": False, "point": False, "swing": True, "shake": True}
+  for seg in (actions.idle(FPS, 2.0, rng), program.build(rng, FPS, "wave")):
+    assert not action_checks.check(compose.compose([seg], FPS).joints, FPS, "gesture hands=both")["ok"]
 
 
 def test_wide_corpus_names_its_action_set_and_draws_new_actions(tmp_path):
