@@ -1,10 +1,18 @@
-"""Writes one benchmark's section of BENCHMARKS.md, between its own markers, leaving the rest."""
+"""Writes one benchmark's section of BENCHMARKS.md, between its own markers, leaving the rest.
+
+Importing it puts this checkout first on sys.path, so a bench imported after it measures the
+llamo_jax beside it rather than an installed copy.
+"""
 import os
 import pathlib
 import platform
+import sys
 from typing import Sequence
 
-PATH = pathlib.Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+  sys.path.insert(0, str(REPO))
+PATH = REPO / "BENCHMARKS.md"
 
 
 def write_section(name: str, text: str) -> pathlib.Path:
