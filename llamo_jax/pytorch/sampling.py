@@ -1,8 +1,7 @@
 """Text to motion and greedy captioning with the PyTorch LLaMo (KV cache, eager loop).
 
 The same sampler as generation/text_to_motion.py: prefill `[BOS] caption [BOM]`
-(left-padded batch; with CFG a second branch where every token before the final
-[BOM] has segment -1, so nothing attends to the caption), then per latent the flow
+(left-padded batch; with CFG a second branch that sees only its [BOM], `prefill_branches`), then per latent the flow
 head integrates its ODE from h (Euler/Heun, CFG), the latent is fed back through one
 cached step and the exit head on the new conditional h ends the sequence when
 sigmoid(logit) > exit_threshold and k >= min_latents. Captioning follows
@@ -22,8 +21,6 @@ import numpy as np
 
 from llamo_jax.pytorch import model as model_lib
 from llamo_jax.pytorch._torch import torch
-
-UNCOND_SEGMENT = -1
 
 
 def left_pad(prompts: Sequence[Sequence[int]]) -> tuple[torch.Tensor, ...]:
@@ -50,6 +47,32 @@ def _check_prompts(cfg: model_lib.LLaMoConfig, prompts: Sequence[Sequence[int]],
       raise ValueError(f"{what} {i} must be a 1-D token list ending with [BOM] (id {cfg.bom_id}).")
     if p.size > 1 and (p[:-1].min() < 0 or p[:-1].max() >= cfg.vocab_size):
       raise ValueError(f"{what} {i} has token ids outside the base vocabulary [0, {cfg.vocab_size}).")
+
+
+def prefill_branches(model: model_lib.LLaMo, tokens: torch.Tensor, positions: torch.Tensor,
+                     segment_ids: torch.Tensor, guided: bool) -> tuple[model_lib.KVCache, torch.Tensor]:
+  """The left-padded prompts [B,T] into a cache: (cache, h [B,D] at [BOM]); with `guided` the
+  unconditional branch too (2B rows, conditional first), as text_to_motion.prefill_branches.
+
+  The unconditional rows run their [BOM] alone: the slots before it are empty (segment 0,
+  which no query of segment 1 attends), the same keys and values the branch would see if the
+  whole prompt ran with its caption in a segment of its own, for one token per row.
+  """
+  b, t = tokens.shape
+  c = model.config.latent_dim
+  zeros = torch.zeros(b, t, dtype=torch.long)
+  _, h, cache = model(tokens, torch.zeros(b, t, c), zeros, positions, segment_ids, model.init_cache(b))
+  if not guided:
+    return cache, h[:, -1]
+  empty = model.init_cache(b)
+  pad = torch.zeros(b, t - 1, *empty.k[0].shape[2:])
+  empty = model_lib.KVCache([pad] * len(empty.k), [pad] * len(empty.v), zeros[:, 1:])
+  ones = torch.ones(b, 1, dtype=torch.long)
+  _, h_uncond, uncond = model(tokens[:, -1:], torch.zeros(b, 1, c), 0 * ones, positions[:, -1:], ones, empty)
+  both = model_lib.KVCache([torch.cat(kv) for kv in zip(cache.k, uncond.k)],
+                           [torch.cat(kv) for kv in zip(cache.v, uncond.v)],
+                           torch.cat([cache.segment_ids, uncond.segment_ids]))
+  return both, torch.cat([h[:, -1], h_uncond[:, -1]])
 
 
 @torch.no_grad()
@@ -79,17 +102,7 @@ def generate_motion(model: model_lib.LLaMo, prompts: Sequence[Sequence[int]], *,
     raise ValueError(f"noise must be [B,max_latents,C]={(b, max_latents, c)}, got {tuple(noise.shape)}.")
   tokens, positions, segment_ids, lengths = left_pad(prompts)
   guided = cfg_scale is not None
-  if guided:
-    is_cond = segment_ids > 0
-    is_cond[:, -1] = False
-    uncond = torch.where(is_cond, torch.full_like(segment_ids, UNCOND_SEGMENT), segment_ids)
-    tokens, positions = tokens.repeat(2, 1), positions.repeat(2, 1)
-    segment_ids = torch.cat([segment_ids, uncond])
-  rows, t = tokens.shape
-  cache = model.init_cache(rows)
-  _, h, cache = model(tokens, torch.zeros(rows, t, c), torch.zeros(rows, t, dtype=torch.long),
-                      positions, segment_ids, cache)
-  h = h[:, -1]
+  cache, h = prefill_branches(model, tokens, positions, segment_ids, guided)
 
   def sample(h, k):
     return model_lib.integrate_head(model.flow_head, h[:b], temperature * noise[:, k],
