@@ -70,7 +70,8 @@ def run(name: str) -> None:
   t0 = time.time()
   with open(log, "w") as f:
     try:
-      proc = subprocess.run(command(name), cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
+      # This interpreter, not whichever `python` is first on PATH.
+      proc = subprocess.run([sys.executable, *command(name)[1:]], cwd=REPO, stdout=f, stderr=subprocess.STDOUT,
                             timeout=_TIMEOUT.value, env={**os.environ, "JAX_PLATFORMS": "cpu"})
       status = f"exit {proc.returncode}"
     except subprocess.TimeoutExpired:
