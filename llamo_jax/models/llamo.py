@@ -202,11 +202,23 @@ class LLaMo(mot_lib.MoT):
     _, h, _ = self(batch["tokens"], latents, batch["modality"], batch["positions"], segment_ids)
     h = jax.lax.stop_gradient(h.astype(jnp.float32))
     x0 = jax.random.normal(noise_rng, h.shape[:-1] + (self.config.latent_dim,))
-    pred = jax.lax.stop_gradient(flow_lib.integrate_head(self.flow_head, h, x0, steps=TWO_FORWARD_STEPS))
+    # Only positions that predict a latent need the ODE (flow_rows); the others keep zeros.
+    rows = self.flow_rows(batch["flow_mask"])
+    pred_rows = flow_lib.integrate_head(self.flow_head, mot_lib.gather(h, rows), mot_lib.gather(x0, rows),
+                                        steps=TWO_FORWARD_STEPS)
+    pred = jnp.zeros_like(x0).at[jnp.arange(rows.shape[0])[:, None], rows].set(pred_rows)
+    pred = jax.lax.stop_gradient(pred)
     # Position i-1 predicts the latent input at i (data/sequences.py: flow targets are the next latent).
     if replace is None:
       replace = self.own_history_mask(batch, pick_rng)
     return jnp.where(replace[..., None], jnp.roll(pred, 1, axis=1), batch["latents"])
+
+  def flow_rows(self, flow_mask: jax.Array) -> jax.Array:
+    """[B,R] positions that hold every flow target of flow_mask [B,T] (targets first, in order;
+    then filler positions whose mask is 0). A target's latent is a motion token, so R is the MoT
+    motion buffer (`motion_capacity`): the flow head runs on R rows per sequence instead of T."""
+    r = mot_lib.capacities(flow_mask.shape[1], None, self.config.motion_capacity)[1]
+    return jnp.argsort(flow_mask <= 0, axis=1, stable=True)[:, :r].astype(jnp.int32)
 
   def own_history_mask(self, batch: Mapping[str, jax.Array], rng: jax.Array) -> jax.Array:
     """[B,T] bool: the motion inputs own_history replaces, each with probability two_forward."""
@@ -248,8 +260,10 @@ class LLaMo(mot_lib.MoT):
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["text_targets"])
     l_text = jnp.sum(ce * text_mask) / jnp.maximum(jnp.sum(text_mask), 1.0)
     h32 = h.astype(jnp.float32)
-    l_flow = flow_lib.flow_loss(self.flow_head, batch["flow_targets"], h32,
-                                batch["flow_mask"], flow_rng, cfg.k_t)
+    rows = self.flow_rows(batch["flow_mask"])
+    l_flow = flow_lib.flow_loss(self.flow_head, mot_lib.gather(batch["flow_targets"], rows),
+                                mot_lib.gather(h32, rows), mot_lib.gather(batch["flow_mask"], rows),
+                                flow_rng, cfg.k_t)
     exit_mask = batch["exit_mask"].astype(jnp.float32)
     bce = optax.sigmoid_binary_cross_entropy(self.exit_logits(h32),
                                              batch["exit_labels"].astype(jnp.float32))

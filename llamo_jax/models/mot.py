@@ -101,7 +101,7 @@ def check_capacity(modality: np.ndarray, text_capacity: int | None,
                      f"buffers hold {ct} / {cm}; raise text_capacity / motion_capacity.")
 
 
-def _gather(x: jax.Array, idx: jax.Array) -> jax.Array:
+def gather(x: jax.Array, idx: jax.Array) -> jax.Array:
   """x [B,T,...] at idx [B,C] -> [B,C,...]."""
   return jnp.take_along_axis(x, idx.reshape(idx.shape + (1,) * (x.ndim - 2)), axis=1)
 
@@ -114,13 +114,13 @@ def dispatch(route: Routing, fn_text: Callable[[jax.Array], Any],
   if not cap_t and not cap_m:
     raise ValueError("MoT buffers of capacity 0 for both experts: nothing would run.")
   # A buffer of capacity 0 skips its expert (its tokens get a zero output, as any overflow).
-  y_text = fn_text(_gather(x, route.text_idx)) if cap_t else None
-  y_motion = fn_motion(_gather(x, route.motion_idx)) if cap_m else None
+  y_text = fn_text(gather(x, route.text_idx)) if cap_t else None
+  y_motion = fn_motion(gather(x, route.motion_idx)) if cap_m else None
 
   def combine(yt, ym):  # yt or ym is None where that expert was skipped
     ref = ym if yt is None else yt
     expand = lambda mask: mask.reshape(mask.shape + (1,) * (ref.ndim - 2))
-    back = lambda y: _gather(y, jnp.minimum(route.rank, y.shape[1] - 1))
+    back = lambda y: gather(y, jnp.minimum(route.rank, y.shape[1] - 1))
     if yt is None or ym is None:  # keep is False for every token of the skipped expert
       out = back(ref)
     else:

@@ -250,6 +250,14 @@ def test_two_forward_replaces_motion_inputs_by_the_models_own_predictions():
                              atol=1e-5)
   np.testing.assert_allclose(again[:, 5], out[:, 5], atol=1e-5)  # m1 depends on text only
   assert float(jnp.abs(again[:, 6:9] - out[:, 6:9]).max()) > 1e-4
+  # The head runs on the motion buffer's R rows only (flow_rows): R = 4 motion tokens of T = 14
+  # give the same predictions as the head on every position.
+  capped = LLaMo(dataclasses.replace(CFG, two_forward=1.0, motion_capacity=4), rngs=nnx.Rngs(0))
+  nnx.update(capped, nnx.state(model))
+  rows = capped.flow_rows(batch["flow_mask"])
+  assert rows.shape == (2, 4) and (np.sort(np.asarray(rows), axis=1) == np.arange(4, 8)).all()
+  np.testing.assert_allclose(capped.own_history(batch, batch["latents"], batch["segment_ids"], rng), out,
+                             atol=1e-5, rtol=1e-5)
   half = LLaMo(dataclasses.replace(CFG, two_forward=0.5), rngs=nnx.Rngs(0))
   loss, metrics = loss_fn(half, batch, jax.random.key(0))
   assert np.isfinite(float(loss))
