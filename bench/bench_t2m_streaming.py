@@ -2,10 +2,12 @@
 
   python bench/bench_t2m_streaming.py [--presets=tiny,smollm2_135m] [--batches=1,4]
       [--latents=16] [--flow_steps=50] [--cfg_scale=4] [--prompt_len=24]
+      [--flow_dtypes=float32,bfloat16]
 
 Per model preset and batch: LLaMo (MoT backbone + flow head width 1024 depth 3,
 latent 32) and the paper-size motion VAE (263-dim), random weights, fp32, the
-exit head forced off so every sequence runs --latents latents. Measured after
+exit head forced off so every sequence runs --latents latents, each figure for each
+--flow_dtypes (generation's flow_dtype; the dtypes timed alternately). Measured after
 compilation:
   * prefill: one jitted `text_to_motion.prefill_branches` of the prompt batch, both CFG
     branches (B prompt rows + B unconditional [BOM] rows), and beside it the whole prompt
@@ -18,7 +20,8 @@ compilation:
   * of which flow ODE: `flow_head.sample` alone (CFG) on B random conditions, and
     beside it the reference ODE that runs the whole head (conditioning included)
     at every step, timed alternately;
-  * fused: `generate_motion` (one jitted while_loop, no VAE) total / latents.
+  * fused: `generate_motion` (one jitted while_loop, no VAE) total / latents;
+  * latent difference: the fused latents (same keys) against the first dtype's.
 Frames/s = 4 * batch / (s per latent); real time at 20 fps needs 5 latents/s per clip.
 Prints a table and writes the bench_t2m_streaming section of BENCHMARKS.md.
 """
@@ -56,6 +59,9 @@ _LATENTS = flags.DEFINE_integer("latents", 16, "Latents per clip (4 frames each)
 _FLOW_STEPS = flags.DEFINE_integer("flow_steps", 50, "Euler steps per latent.")
 _CFG_SCALE = flags.DEFINE_float("cfg_scale", 4.0, "Classifier-free guidance weight.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 24, "Prompt tokens ([BOS] .. [BOM]).")
+_FLOW_DTYPES = flags.DEFINE_list("flow_dtypes", ["float32", "bfloat16"],
+                                 "Flow ODE matmul dtypes (generation's flow_dtype), timed "
+                                 "side by side; differences are against the first.")
 _WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
 
 
@@ -72,9 +78,24 @@ def _timed_stream(model, vae, prompts, stats, kw):
   return times[0], times[1:]
 
 
+def _randomize_zero_kernels(module, seed):
+  """Random N(0, 0.02) values in the module's all-zero kernels (the flow head's modulations and
+  out_proj are zero-initialised: at init it outputs 0, every latent would be its noise and
+  float32 and bfloat16 would sample the same)."""
+  state = nnx.state(module, nnx.Param)
+  leaves, treedef = jax.tree.flatten(state)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  leaves = [0.02 * jax.random.normal(k, x.shape) if x.ndim == 2 and not np.any(x) else x
+            for x, k in zip(leaves, keys)]
+  nnx.update(module, jax.tree.unflatten(treedef, leaves))
+
+
 def main(argv):
   del argv
   rows = []
+  dtypes = _FLOW_DTYPES.value
+  for dtype in dtypes:
+    flow_lib.check_compute_dtype(dtype)
   vae = motion_vae.MotionVAE(motion_vae.get_preset("paper"), rngs=nnx.Rngs(1))
   stats = (np.zeros(32, np.float32), np.ones(32, np.float32))
   kw = dict(max_latents=_LATENTS.value, cfg_scale=_CFG_SCALE.value, flow_steps=_FLOW_STEPS.value,
@@ -86,6 +107,7 @@ def main(argv):
       llama = llama.from_dict({**llama.to_dict(), "n_layers": _LAYERS.value})
     cfg = llamo_lib.LLaMoConfig(llama=llama)
     model = llamo_lib.LLaMo(cfg, rngs=nnx.Rngs(0))
+    _randomize_zero_kernels(model.flow_head, 3)
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     graphdef, params = nnx.split(model)
 
@@ -139,38 +161,59 @@ def main(argv):
         velocity = flow_lib.guided_velocity(head, h, h_uncond, _CFG_SCALE.value)
         return flow_lib.integrate(velocity, x0, steps=_FLOW_STEPS.value)
 
+      # Every timing below alternates the dtypes (and the two ODEs), so all see the same load.
       h = jax.random.normal(jax.random.key(2), (batch, llama.dim))
-      ode_times = {}
-      for fn in (flow_ode, flow_ode_stepwise):
-        fn(head_params, h, h + 1).block_until_ready()
-        ode_times[fn] = []
-      for _ in range(5):  # alternating, so both see the same machine load
-        for fn in (flow_ode, flow_ode_stepwise):
+      ode_runs = [(dtype, fn, flow_lib.sampling_state(head_params, dtype))
+                  for dtype in dtypes for fn in (flow_ode, flow_ode_stepwise)]
+      ode_times = {(dtype, fn): [] for dtype, fn, _ in ode_runs}
+      for _, fn, p in ode_runs:
+        fn(p, h, h + 1).block_until_ready()
+      for _ in range(5):
+        for dtype, fn, p in ode_runs:
           start = time.perf_counter()
-          fn(head_params, h, h + 1).block_until_ready()
-          ode_times[fn].append(time.perf_counter() - start)
-      ode_ms = {fn: 1e3 * np.median(t) for fn, t in ode_times.items()}
+          fn(p, h, h + 1).block_until_ready()
+          ode_times[(dtype, fn)].append(time.perf_counter() - start)
+      ode_ms = {k: 1e3 * np.median(t) for k, t in ode_times.items()}
 
-      _timed_stream(model, vae, prompts, stats, kw)  # compiles
-      first, steps = _timed_stream(model, vae, prompts, stats, kw)
-      per_latent = float(np.median(steps))
+      for dtype in dtypes:  # compiles
+        _timed_stream(model, vae, prompts, stats, dict(kw, flow_dtype=dtype))
+      firsts, steps = {d: [] for d in dtypes}, {d: [] for d in dtypes}
+      for _ in range(2):
+        for dtype in dtypes:
+          first, later = _timed_stream(model, vae, prompts, stats, dict(kw, flow_dtype=dtype))
+          firsts[dtype].append(first)
+          steps[dtype] += later
 
-      text_to_motion.generate_motion(model, prompts, jax.random.key(1), **kw)[0].block_until_ready()
-      start = time.perf_counter()
-      out, lengths = text_to_motion.generate_motion(model, prompts, jax.random.key(1), **kw)
-      out.block_until_ready()
-      fused = (time.perf_counter() - start) / _LATENTS.value
-      assert np.all(np.asarray(lengths) == _LATENTS.value)
+      latents, fused = {}, {d: [] for d in dtypes}
+      for dtype in dtypes:  # compiles
+        text_to_motion.generate_motion(model, prompts, jax.random.key(1), flow_dtype=dtype,
+                                       **kw)[0].block_until_ready()
+      for _ in range(2):
+        for dtype in dtypes:
+          start = time.perf_counter()
+          out, lengths = text_to_motion.generate_motion(model, prompts, jax.random.key(1),
+                                                        flow_dtype=dtype, **kw)
+          out.block_until_ready()
+          fused[dtype].append((time.perf_counter() - start) / _LATENTS.value)
+          assert np.all(np.asarray(lengths) == _LATENTS.value)
+          latents[dtype] = np.asarray(out)
 
-      fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
-      rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | "
-                  f"{prefill_ms[prefill]:.1f} | {prefill_ms[prefill_whole]:.1f} | {1e3 * first:.0f} | "
-                  f"{1e3 * per_latent:.1f} | {ode_ms[flow_ode]:.1f} | "
-                  f"{ode_ms[flow_ode_stepwise]:.1f} ({ode_ms[flow_ode_stepwise] / ode_ms[flow_ode]:.1f}x) | "
-                  f"{fps:,.0f} | "
-                  f"{fps / batch / 20:.1f}x | "
-                  f"{1e3 * fused:.1f} |")
-      print(rows[-1], flush=True)
+      for dtype in dtypes:
+        per_latent = float(np.median(steps[dtype]))
+        fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
+        diff = np.abs(latents[dtype] - latents[dtypes[0]])
+        ratio = ode_ms[(dtypes[0], flow_ode)] / ode_ms[(dtype, flow_ode)]
+        stepwise = ode_ms[(dtype, flow_ode_stepwise)]
+        prefills = (f"{prefill_ms[prefill]:.1f} | {prefill_ms[prefill_whole]:.1f}"
+                    if dtype == dtypes[0] else " | ")
+        rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | {dtype} | "
+                    f"{prefills} | {1e3 * np.median(firsts[dtype]):.0f} | "
+                    f"{1e3 * per_latent:.1f} | {ode_ms[(dtype, flow_ode)]:.1f} ({ratio:.2f}x) | "
+                    f"{stepwise:.1f} ({stepwise / ode_ms[(dtype, flow_ode)]:.1f}x) | "
+                    f"{fps:,.0f} | {fps / batch / 20:.2f}x | {1e3 * np.median(fused[dtype]):.1f} | "
+                    f"{diff.max():.2g} / {diff.mean():.2g} (mean abs latent "
+                    f"{np.abs(latents[dtypes[0]]).mean():.2f}) |")
+        print(rows[-1], flush=True)
 
   load = os.getloadavg()
   layers = f" --layers={_LAYERS.value}" if _LAYERS.value else ""
@@ -180,29 +223,38 @@ def main(argv):
       f"`python bench/bench_t2m_streaming.py --presets={','.join(_PRESETS.value)}{layers} "
       f"--batches={','.join(_BATCHES.value)} --latents={_LATENTS.value} "
       f"--flow_steps={_FLOW_STEPS.value} --cfg_scale={_CFG_SCALE.value:g} "
-      f"--prompt_len={_PROMPT_LEN.value}`: random weights, fp32, jax {jax.__version__} on "
-      f"{jax.devices()[0].platform}; LLaMo flow head width {cfg.flow_width} depth "
-      f"{cfg.flow_depth}, {_FLOW_STEPS.value} Euler steps with CFG (2B rows through the "
-      "backbone), VAE preset paper (width 512). Prefill: `prefill_branches`, both CFG branches "
+      f"--prompt_len={_PROMPT_LEN.value} --flow_dtypes={','.join(dtypes)}`: random weights "
+      "(the flow head's zero-initialised kernels too, N(0, 0.02)), fp32 backbone, jax "
+      f"{jax.__version__} on {jax.devices()[0].platform}; LLaMo flow head width {cfg.flow_width} "
+      f"depth {cfg.flow_depth}, {_FLOW_STEPS.value} Euler steps with CFG (2B rows through the "
+      "backbone), VAE preset paper (width 512). Flow dtype: `flow_dtype` of generation, the "
+      "flow ODE's W x W / W x kW matmuls in that dtype (bfloat16: bf16 inputs and weights, f32 "
+      "accumulation; the ODE state and updates f32); the dtypes are timed alternately in one run. "
+      "Prefill: `prefill_branches`, both CFG branches "
       "(the unconditional one runs its [BOM] alone), h at [BOM] only (no text logits), as "
       "generation runs it, median of 7, timed alternately with the whole prompt in both "
       "branches (2B rows of T tokens, the caption in the unconditional segment: the same keys "
-      "and values where the branch looks, `tests/generation/test_text_to_motion.py`). "
-      "First frames: prefill + first latent + VAE step. ms per latent: median over the "
-      f"later {_LATENTS.value - 1} chunks of `stream_motion` (cached decode step + flow ODE + "
-      "exit head + VAE `decode_step` + host sync); of which flow ODE: `flow_head.sample` alone "
-      "(CFG, median of 5; conditioning half of the head run once for all steps), and the same "
+      "and values where the branch looks, `tests/generation/test_text_to_motion.py`); it does not "
+      "run the flow head (once per batch, in the first dtype's row). "
+      "First frames: prefill + first latent + VAE step (median of 2 streams). ms per latent: "
+      f"median over the later {_LATENTS.value - 1} chunks of 2 `stream_motion` runs (cached "
+      "decode step + flow ODE + exit head + VAE `decode_step` + host sync); of which flow ODE: "
+      "`flow_head.sample` alone (CFG, median of 5; conditioning half of the head run once for "
+      f"all steps; in brackets the speed-up over {dtypes[0]}), and the same "
       "ODE running the whole head at every step (the reference `integrate(guided_velocity)`), "
       "timed alternately. Fused: `generate_motion`'s single jitted "
-      "loop, no VAE, per latent. Real time: frames/s per clip over 20 fps (HumanML3D).",
+      "loop, no VAE, per latent (median of 2). Real time: frames/s per clip over 20 fps "
+      f"(HumanML3D). Latent difference: `generate_motion`'s {_LATENTS.value} latents per clip "
+      f"(same keys, each fed back) against {dtypes[0]}'s, max / mean absolute.",
       "",
       f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, load "
       f"average at the end {load[0]:.1f}.",
       "",
-      "| model | batch | prefill ms | prefill, whole prompt in both branches | first frames ms | "
-      "ms per latent (stream) | of which flow ODE | flow ODE, whole head per step | "
-      "frames/s (all clips) | x real time per clip | ms per latent (fused) |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| model | batch | flow dtype | prefill ms | prefill, whole prompt in both branches | "
+      "first frames ms | ms per latent (stream) | of which flow ODE | "
+      "flow ODE, whole head per step | frames/s (all clips) | x real time per clip | "
+      "ms per latent (fused) | latent difference (max / mean) |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
       *rows,
   ])
   print(table)
