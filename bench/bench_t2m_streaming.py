@@ -22,6 +22,7 @@ compilation:
     at every step, timed alternately;
   * fused: `generate_motion` (one jitted while_loop, no VAE) total / latents;
   * latent difference: the fused latents (same keys) against the first dtype's.
+And the flow ODE's two matmul shapes alone in float32 and two bfloat16 variants.
 Frames/s = 4 * batch / (s per latent); real time at 20 fps needs 5 latents/s per clip.
 Prints a table and writes the bench_t2m_streaming section of BENCHMARKS.md.
 """
@@ -88,6 +89,41 @@ def _randomize_zero_kernels(module, seed):
   leaves = [0.02 * jax.random.normal(k, x.shape) if x.ndim == 2 and not np.any(x) else x
             for x, k in zip(leaves, keys)]
   nnx.update(module, jax.tree.unflatten(treedef, leaves))
+
+
+def _matmul_variants(width, rows, grid_rows, steps):
+  """The flow ODE's two matmul shapes, median of 7 alternating: the hoisted modulations
+  [grid_rows,W]x[W,3W] once, and `steps` dependent [rows,W]x[W,W] (the x path's count per
+  latent: 6 per Euler step at depth 3), in float32, bfloat16 operands with float32
+  accumulation (what `flow_dtype="bfloat16"` runs) and bfloat16 operands and output."""
+  bf16 = jnp.bfloat16
+
+  def matmul(x, w, mode):
+    if mode == "float32":
+      return x @ w
+    out = jnp.dot(x.astype(bf16), w, preferred_element_type=jnp.float32 if mode.endswith("f32 acc") else bf16)
+    return out.astype(jnp.float32)
+
+  key = iter(jax.random.split(jax.random.key(0), 4))
+  a, k = jax.random.normal(next(key), (grid_rows, width)), jax.random.normal(next(key), (width, 3 * width))
+  x, w = jax.random.normal(next(key), (rows, width)), jax.random.normal(next(key), (width, width)) / width**0.5
+  runs = []
+  for mode in ("float32", "bfloat16, f32 acc", "bfloat16, bf16 out"):
+    kk, ww = (k, w) if mode == "float32" else (k.astype(bf16), w.astype(bf16))
+    big = jax.jit(lambda a, k, m=mode: matmul(a, k, m))
+    loop = jax.jit(lambda x, w, m=mode: jax.lax.fori_loop(
+        0, steps, lambda i, y: jnp.tanh(matmul(y, w, m)), x))
+    runs += [(mode, 0, big, (a, kk)), (mode, 1, loop, (x, ww))]
+  times = {(mode, j): [] for mode, j, _, _ in runs}
+  for _, _, fn, args in runs:
+    fn(*args).block_until_ready()
+  for _ in range(7):
+    for mode, j, fn, args in runs:
+      start = time.perf_counter()
+      fn(*args).block_until_ready()
+      times[(mode, j)].append(time.perf_counter() - start)
+  return [f"| {mode} | {1e3 * np.median(times[(mode, 0)]):.1f} | {1e3 * np.median(times[(mode, 1)]):.1f} |"
+          for mode in ("float32", "bfloat16, f32 acc", "bfloat16, bf16 out")]
 
 
 def main(argv):
@@ -215,6 +251,8 @@ def main(argv):
                     f"{np.abs(latents[dtypes[0]]).mean():.2f}) |")
         print(rows[-1], flush=True)
 
+  width, steps = cfg.flow_width, _FLOW_STEPS.value
+  matmul_rows = _matmul_variants(width, 8, 8 * steps, 2 * cfg.flow_depth * steps)
   load = os.getloadavg()
   layers = f" --layers={_LAYERS.value}" if _LAYERS.value else ""
   table = "\n".join([
@@ -256,6 +294,16 @@ def main(argv):
       "ms per latent (fused) | latent difference (max / mean) |",
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
       *rows,
+      "",
+      f"The flow ODE's matmuls at batch 4 (8 rows with CFG) by dtype, alone (median of 7, the "
+      f"dtypes alternating): the hoisted modulations of one block, [{8 * steps},{width}] x "
+      f"[{width},{3 * width}], and the x path's {2 * cfg.flow_depth * steps} dependent "
+      f"[8,{width}] x [{width},{width}] (each through a tanh) per latent.",
+      "",
+      f"| matmul dtype | [{8 * steps},{width}] x [{width},{3 * width}] ms | "
+      f"{2 * cfg.flow_depth * steps} x [8,{width}] x [{width},{width}] ms |",
+      "|---|---|---|",
+      *matmul_rows,
   ])
   print(table)
   if _WRITE.value:
