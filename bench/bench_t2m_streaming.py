@@ -91,29 +91,41 @@ def _randomize_zero_kernels(module, seed):
   nnx.update(module, jax.tree.unflatten(treedef, leaves))
 
 
-def _matmul_variants(width, rows, grid_rows, steps):
-  """The flow ODE's two matmul shapes, median of 7 alternating: the hoisted modulations
-  [grid_rows,W]x[W,3W] once, and `steps` dependent [rows,W]x[W,W] (the x path's count per
-  latent: 6 per Euler step at depth 3), in float32, bfloat16 operands with float32
-  accumulation (what `flow_dtype="bfloat16"` runs) and bfloat16 operands and output."""
+def _matmul_variants(width, rows, grid_rows, layers, steps):
+  """The flow ODE's two matmul shapes alone, median of 7 with the dtypes alternating: the hoisted
+  modulations of one block [grid_rows,W]x[W,3W], and the x path's layers x steps dependent
+  [rows,W]x[W,W] matmuls (each through a tanh) cycling through `layers` distinct weights as
+  the ODE does (fc1, fc2 of each block), and beside it through one weight (which stays in
+  cache); in float32, bfloat16 operands with float32 accumulation (`flow_dtype="bfloat16"`)
+  and bfloat16 operands and output."""
   bf16 = jnp.bfloat16
+  modes = ("float32", "bfloat16, f32 acc", "bfloat16, bf16 out")
 
   def matmul(x, w, mode):
     if mode == "float32":
       return x @ w
-    out = jnp.dot(x.astype(bf16), w, preferred_element_type=jnp.float32 if mode.endswith("f32 acc") else bf16)
+    out = jnp.dot(x.astype(bf16), w, preferred_element_type=jnp.float32 if mode.endswith("acc") else bf16)
     return out.astype(jnp.float32)
 
-  key = iter(jax.random.split(jax.random.key(0), 4))
-  a, k = jax.random.normal(next(key), (grid_rows, width)), jax.random.normal(next(key), (width, 3 * width))
-  x, w = jax.random.normal(next(key), (rows, width)), jax.random.normal(next(key), (width, width)) / width**0.5
+  def x_path(x, ws, mode):
+    def step(_, y):
+      for i in range(layers):
+        y = jnp.tanh(matmul(y, ws[i % len(ws)], mode))
+      return y
+    return jax.lax.fori_loop(0, steps, step, x)
+
+  keys = jax.random.split(jax.random.key(0), 3 + layers)
+  a = jax.random.normal(keys[0], (grid_rows, width))
+  k = jax.random.normal(keys[1], (width, 3 * width))
+  x = jax.random.normal(keys[2], (rows, width))
+  ws = [jax.random.normal(key, (width, width)) / width**0.5 for key in keys[3:]]
   runs = []
-  for mode in ("float32", "bfloat16, f32 acc", "bfloat16, bf16 out"):
-    kk, ww = (k, w) if mode == "float32" else (k.astype(bf16), w.astype(bf16))
+  for mode in modes:
+    cast = (lambda v: v) if mode == "float32" else (lambda v: v.astype(bf16))
     big = jax.jit(lambda a, k, m=mode: matmul(a, k, m))
-    loop = jax.jit(lambda x, w, m=mode: jax.lax.fori_loop(
-        0, steps, lambda i, y: jnp.tanh(matmul(y, w, m)), x))
-    runs += [(mode, 0, big, (a, kk)), (mode, 1, loop, (x, ww))]
+    path = jax.jit(lambda x, ws, m=mode: x_path(x, ws, m))
+    runs += [(mode, 0, big, (a, cast(k))), (mode, 1, path, (x, [cast(w) for w in ws])),
+             (mode, 2, path, (x, [cast(ws[0])]))]
   times = {(mode, j): [] for mode, j, _, _ in runs}
   for _, _, fn, args in runs:
     fn(*args).block_until_ready()
@@ -122,8 +134,8 @@ def _matmul_variants(width, rows, grid_rows, steps):
       start = time.perf_counter()
       fn(*args).block_until_ready()
       times[(mode, j)].append(time.perf_counter() - start)
-  return [f"| {mode} | {1e3 * np.median(times[(mode, 0)]):.1f} | {1e3 * np.median(times[(mode, 1)]):.1f} |"
-          for mode in ("float32", "bfloat16, f32 acc", "bfloat16, bf16 out")]
+  return ["| " + " | ".join([mode] + [f"{1e3 * np.median(times[(mode, j)]):.1f}" for j in range(3)]) + " |"
+          for mode in modes]
 
 
 def main(argv):
@@ -252,7 +264,8 @@ def main(argv):
         print(rows[-1], flush=True)
 
   width, steps = cfg.flow_width, _FLOW_STEPS.value
-  matmul_rows = _matmul_variants(width, 8, 8 * steps, 2 * cfg.flow_depth * steps)
+  n_mm = 2 * cfg.flow_depth  # the x path's W x W matmuls per velocity: fc1, fc2 per block
+  matmul_rows = _matmul_variants(width, 8, 8 * steps, n_mm, steps)
   load = os.getloadavg()
   layers = f" --layers={_LAYERS.value}" if _LAYERS.value else ""
   table = "\n".join([
@@ -297,12 +310,14 @@ def main(argv):
       "",
       f"The flow ODE's matmuls at batch 4 (8 rows with CFG) by dtype, alone (median of 7, the "
       f"dtypes alternating): the hoisted modulations of one block, [{8 * steps},{width}] x "
-      f"[{width},{3 * width}], and the x path's {2 * cfg.flow_depth * steps} dependent "
-      f"[8,{width}] x [{width},{width}] (each through a tanh) per latent.",
+      f"[{width},{3 * width}], and the x path's {n_mm * steps} dependent [8,{width}] x "
+      f"[{width},{width}] per latent (each through a tanh), cycling through its {n_mm} "
+      "distinct weights as the ODE does, and through one weight (which stays in cache).",
       "",
       f"| matmul dtype | [{8 * steps},{width}] x [{width},{3 * width}] ms | "
-      f"{2 * cfg.flow_depth * steps} x [8,{width}] x [{width},{width}] ms |",
-      "|---|---|---|",
+      f"{n_mm * steps} x [8,{width}] x [{width},{width}], {n_mm} weights ms | "
+      "the same, one weight ms |",
+      "|---|---|---|---|",
       *matmul_rows,
   ])
   print(table)
