@@ -2,10 +2,12 @@
 
   python bench/bench_t2m_streaming.py [--presets=tiny,smollm2_135m] [--batches=1,4]
       [--latents=16] [--flow_steps=50] [--cfg_scale=4] [--prompt_len=24]
+      [--flow_dtypes=float32,bfloat16]
 
 Per model preset and batch: LLaMo (MoT backbone + flow head width 1024 depth 3,
 latent 32) and the paper-size motion VAE (263-dim), random weights, fp32, the
-exit head forced off so every sequence runs --latents latents. Measured after
+exit head forced off so every sequence runs --latents latents, each figure for each
+--flow_dtypes (generation's flow_dtype; the dtypes timed alternately). Measured after
 compilation:
   * prefill: one jitted `text_to_motion.prefill_branches` of the prompt batch, both CFG
     branches (B prompt rows + B unconditional [BOM] rows), and beside it the whole prompt
@@ -18,7 +20,9 @@ compilation:
   * of which flow ODE: `flow_head.sample` alone (CFG) on B random conditions, and
     beside it the reference ODE that runs the whole head (conditioning included)
     at every step, timed alternately;
-  * fused: `generate_motion` (one jitted while_loop, no VAE) total / latents.
+  * fused: `generate_motion` (one jitted while_loop, no VAE) total / latents;
+  * latent difference: the fused latents (same keys) against the first dtype's.
+And the flow ODE's two matmul shapes alone in float32 and two bfloat16 variants.
 Frames/s = 4 * batch / (s per latent); real time at 20 fps needs 5 latents/s per clip.
 Prints a table and writes the bench_t2m_streaming section of BENCHMARKS.md.
 """
@@ -56,6 +60,9 @@ _LATENTS = flags.DEFINE_integer("latents", 16, "Latents per clip (4 frames each)
 _FLOW_STEPS = flags.DEFINE_integer("flow_steps", 50, "Euler steps per latent.")
 _CFG_SCALE = flags.DEFINE_float("cfg_scale", 4.0, "Classifier-free guidance weight.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 24, "Prompt tokens ([BOS] .. [BOM]).")
+_FLOW_DTYPES = flags.DEFINE_list("flow_dtypes", ["float32", "bfloat16"],
+                                 "Flow ODE matmul dtypes (generation's flow_dtype), timed "
+                                 "side by side; differences are against the first.")
 _WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
 
 
@@ -72,9 +79,71 @@ def _timed_stream(model, vae, prompts, stats, kw):
   return times[0], times[1:]
 
 
+def _randomize_zero_kernels(module, seed):
+  """Random N(0, 0.02) values in the module's all-zero kernels (the flow head's modulations and
+  out_proj are zero-initialised: at init it outputs 0, every latent would be its noise and
+  float32 and bfloat16 would sample the same)."""
+  state = nnx.state(module, nnx.Param)
+  leaves, treedef = jax.tree.flatten(state)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  leaves = [0.02 * jax.random.normal(k, x.shape) if x.ndim == 2 and not np.any(x) else x
+            for x, k in zip(leaves, keys)]
+  nnx.update(module, jax.tree.unflatten(treedef, leaves))
+
+
+def _matmul_variants(width, rows, grid_rows, layers, steps):
+  """The flow ODE's two matmul shapes alone, median of 7 with the dtypes alternating: the hoisted
+  modulations of one block [grid_rows,W]x[W,3W], and the x path's layers x steps dependent
+  [rows,W]x[W,W] matmuls (each through a tanh) cycling through `layers` distinct weights as
+  the ODE does (fc1, fc2 of each block), and beside it through one weight (which stays in
+  cache); in float32, bfloat16 operands with float32 accumulation (`flow_dtype="bfloat16"`)
+  and bfloat16 operands and output."""
+  bf16 = jnp.bfloat16
+  modes = ("float32", "bfloat16, f32 acc", "bfloat16, bf16 out")
+
+  def matmul(x, w, mode):
+    if mode == "float32":
+      return x @ w
+    out = jnp.dot(x.astype(bf16), w, preferred_element_type=jnp.float32 if mode.endswith("acc") else bf16)
+    return out.astype(jnp.float32)
+
+  def x_path(x, ws, mode):
+    def step(_, y):
+      for i in range(layers):
+        y = jnp.tanh(matmul(y, ws[i % len(ws)], mode))
+      return y
+    return jax.lax.fori_loop(0, steps, step, x)
+
+  keys = jax.random.split(jax.random.key(0), 3 + layers)
+  a = jax.random.normal(keys[0], (grid_rows, width))
+  k = jax.random.normal(keys[1], (width, 3 * width))
+  x = jax.random.normal(keys[2], (rows, width))
+  ws = [jax.random.normal(key, (width, width)) / width**0.5 for key in keys[3:]]
+  runs = []
+  for mode in modes:
+    cast = (lambda v: v) if mode == "float32" else (lambda v: v.astype(bf16))
+    big = jax.jit(lambda a, k, m=mode: matmul(a, k, m))
+    path = jax.jit(lambda x, ws, m=mode: x_path(x, ws, m))
+    runs += [(mode, 0, big, (a, cast(k))), (mode, 1, path, (x, [cast(w) for w in ws])),
+             (mode, 2, path, (x, [cast(ws[0])]))]
+  times = {(mode, j): [] for mode, j, _, _ in runs}
+  for _, _, fn, args in runs:
+    fn(*args).block_until_ready()
+  for _ in range(7):
+    for mode, j, fn, args in runs:
+      start = time.perf_counter()
+      fn(*args).block_until_ready()
+      times[(mode, j)].append(time.perf_counter() - start)
+  return ["| " + " | ".join([mode] + [f"{1e3 * np.median(times[(mode, j)]):.1f}" for j in range(3)]) + " |"
+          for mode in modes]
+
+
 def main(argv):
   del argv
   rows = []
+  dtypes = _FLOW_DTYPES.value
+  for dtype in dtypes:
+    flow_lib.check_compute_dtype(dtype)
   vae = motion_vae.MotionVAE(motion_vae.get_preset("paper"), rngs=nnx.Rngs(1))
   stats = (np.zeros(32, np.float32), np.ones(32, np.float32))
   kw = dict(max_latents=_LATENTS.value, cfg_scale=_CFG_SCALE.value, flow_steps=_FLOW_STEPS.value,
@@ -86,6 +155,7 @@ def main(argv):
       llama = llama.from_dict({**llama.to_dict(), "n_layers": _LAYERS.value})
     cfg = llamo_lib.LLaMoConfig(llama=llama)
     model = llamo_lib.LLaMo(cfg, rngs=nnx.Rngs(0))
+    _randomize_zero_kernels(model.flow_head, 3)
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     graphdef, params = nnx.split(model)
 
@@ -139,39 +209,63 @@ def main(argv):
         velocity = flow_lib.guided_velocity(head, h, h_uncond, _CFG_SCALE.value)
         return flow_lib.integrate(velocity, x0, steps=_FLOW_STEPS.value)
 
+      # Every timing below alternates the dtypes (and the two ODEs), so all see the same load.
       h = jax.random.normal(jax.random.key(2), (batch, llama.dim))
-      ode_times = {}
-      for fn in (flow_ode, flow_ode_stepwise):
-        fn(head_params, h, h + 1).block_until_ready()
-        ode_times[fn] = []
-      for _ in range(5):  # alternating, so both see the same machine load
-        for fn in (flow_ode, flow_ode_stepwise):
+      ode_runs = [(dtype, fn, flow_lib.sampling_state(head_params, dtype))
+                  for dtype in dtypes for fn in (flow_ode, flow_ode_stepwise)]
+      ode_times = {(dtype, fn): [] for dtype, fn, _ in ode_runs}
+      for _, fn, p in ode_runs:
+        fn(p, h, h + 1).block_until_ready()
+      for _ in range(5):
+        for dtype, fn, p in ode_runs:
           start = time.perf_counter()
-          fn(head_params, h, h + 1).block_until_ready()
-          ode_times[fn].append(time.perf_counter() - start)
-      ode_ms = {fn: 1e3 * np.median(t) for fn, t in ode_times.items()}
+          fn(p, h, h + 1).block_until_ready()
+          ode_times[(dtype, fn)].append(time.perf_counter() - start)
+      ode_ms = {k: 1e3 * np.median(t) for k, t in ode_times.items()}
 
-      _timed_stream(model, vae, prompts, stats, kw)  # compiles
-      first, steps = _timed_stream(model, vae, prompts, stats, kw)
-      per_latent = float(np.median(steps))
+      for dtype in dtypes:  # compiles
+        _timed_stream(model, vae, prompts, stats, dict(kw, flow_dtype=dtype))
+      firsts, steps = {d: [] for d in dtypes}, {d: [] for d in dtypes}
+      for _ in range(2):
+        for dtype in dtypes:
+          first, later = _timed_stream(model, vae, prompts, stats, dict(kw, flow_dtype=dtype))
+          firsts[dtype].append(first)
+          steps[dtype] += later
 
-      text_to_motion.generate_motion(model, prompts, jax.random.key(1), **kw)[0].block_until_ready()
-      start = time.perf_counter()
-      out, lengths = text_to_motion.generate_motion(model, prompts, jax.random.key(1), **kw)
-      out.block_until_ready()
-      fused = (time.perf_counter() - start) / _LATENTS.value
-      assert np.all(np.asarray(lengths) == _LATENTS.value)
+      latents, fused = {}, {d: [] for d in dtypes}
+      for dtype in dtypes:  # compiles
+        text_to_motion.generate_motion(model, prompts, jax.random.key(1), flow_dtype=dtype,
+                                       **kw)[0].block_until_ready()
+      for _ in range(2):
+        for dtype in dtypes:
+          start = time.perf_counter()
+          out, lengths = text_to_motion.generate_motion(model, prompts, jax.random.key(1),
+                                                        flow_dtype=dtype, **kw)
+          out.block_until_ready()
+          fused[dtype].append((time.perf_counter() - start) / _LATENTS.value)
+          assert np.all(np.asarray(lengths) == _LATENTS.value)
+          latents[dtype] = np.asarray(out)
 
-      fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
-      rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | "
-                  f"{prefill_ms[prefill]:.1f} | {prefill_ms[prefill_whole]:.1f} | {1e3 * first:.0f} | "
-                  f"{1e3 * per_latent:.1f} | {ode_ms[flow_ode]:.1f} | "
-                  f"{ode_ms[flow_ode_stepwise]:.1f} ({ode_ms[flow_ode_stepwise] / ode_ms[flow_ode]:.1f}x) | "
-                  f"{fps:,.0f} | "
-                  f"{fps / batch / 20:.1f}x | "
-                  f"{1e3 * fused:.1f} |")
-      print(rows[-1], flush=True)
+      for dtype in dtypes:
+        per_latent = float(np.median(steps[dtype]))
+        fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
+        diff = np.abs(latents[dtype] - latents[dtypes[0]])
+        ratio = ode_ms[(dtypes[0], flow_ode)] / ode_ms[(dtype, flow_ode)]
+        stepwise = ode_ms[(dtype, flow_ode_stepwise)]
+        prefills = (f"{prefill_ms[prefill]:.1f} | {prefill_ms[prefill_whole]:.1f}"
+                    if dtype == dtypes[0] else " | ")
+        rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | {dtype} | "
+                    f"{prefills} | {1e3 * np.median(firsts[dtype]):.0f} | "
+                    f"{1e3 * per_latent:.1f} | {ode_ms[(dtype, flow_ode)]:.1f} ({ratio:.2f}x) | "
+                    f"{stepwise:.1f} ({stepwise / ode_ms[(dtype, flow_ode)]:.1f}x) | "
+                    f"{fps:,.0f} | {fps / batch / 20:.2f}x | {1e3 * np.median(fused[dtype]):.1f} | "
+                    f"{diff.max():.2g} / {diff.mean():.2g} (mean abs latent "
+                    f"{np.abs(latents[dtypes[0]]).mean():.2f}) |")
+        print(rows[-1], flush=True)
 
+  width, steps = cfg.flow_width, _FLOW_STEPS.value
+  n_mm = 2 * cfg.flow_depth  # the x path's W x W matmuls per velocity: fc1, fc2 per block
+  matmul_rows = _matmul_variants(width, 8, 8 * steps, n_mm, steps)
   load = os.getloadavg()
   layers = f" --layers={_LAYERS.value}" if _LAYERS.value else ""
   table = "\n".join([
@@ -180,30 +274,51 @@ def main(argv):
       f"`python bench/bench_t2m_streaming.py --presets={','.join(_PRESETS.value)}{layers} "
       f"--batches={','.join(_BATCHES.value)} --latents={_LATENTS.value} "
       f"--flow_steps={_FLOW_STEPS.value} --cfg_scale={_CFG_SCALE.value:g} "
-      f"--prompt_len={_PROMPT_LEN.value}`: random weights, fp32, jax {jax.__version__} on "
-      f"{jax.devices()[0].platform}; LLaMo flow head width {cfg.flow_width} depth "
-      f"{cfg.flow_depth}, {_FLOW_STEPS.value} Euler steps with CFG (2B rows through the "
-      "backbone), VAE preset paper (width 512). Prefill: `prefill_branches`, both CFG branches "
+      f"--prompt_len={_PROMPT_LEN.value} --flow_dtypes={','.join(dtypes)}`: random weights "
+      "(the flow head's zero-initialised kernels too, N(0, 0.02)), fp32 backbone, jax "
+      f"{jax.__version__} on {jax.devices()[0].platform}; LLaMo flow head width {cfg.flow_width} "
+      f"depth {cfg.flow_depth}, {_FLOW_STEPS.value} Euler steps with CFG (2B rows through the "
+      "backbone), VAE preset paper (width 512). Flow dtype: `flow_dtype` of generation, the "
+      "flow ODE's W x W / W x kW matmuls in that dtype (bfloat16: bf16 inputs and weights, f32 "
+      "accumulation; the ODE state and updates f32); the dtypes are timed alternately in one run. "
+      "Prefill: `prefill_branches`, both CFG branches "
       "(the unconditional one runs its [BOM] alone), h at [BOM] only (no text logits), as "
       "generation runs it, median of 7, timed alternately with the whole prompt in both "
       "branches (2B rows of T tokens, the caption in the unconditional segment: the same keys "
-      "and values where the branch looks, `tests/generation/test_text_to_motion.py`). "
-      "First frames: prefill + first latent + VAE step. ms per latent: median over the "
-      f"later {_LATENTS.value - 1} chunks of `stream_motion` (cached decode step + flow ODE + "
-      "exit head + VAE `decode_step` + host sync); of which flow ODE: `flow_head.sample` alone "
-      "(CFG, median of 5; conditioning half of the head run once for all steps), and the same "
+      "and values where the branch looks, `tests/generation/test_text_to_motion.py`); it does not "
+      "run the flow head (once per batch, in the first dtype's row). "
+      "First frames: prefill + first latent + VAE step (median of 2 streams). ms per latent: "
+      f"median over the later {_LATENTS.value - 1} chunks of 2 `stream_motion` runs (cached "
+      "decode step + flow ODE + exit head + VAE `decode_step` + host sync); of which flow ODE: "
+      "`flow_head.sample` alone (CFG, median of 5; conditioning half of the head run once for "
+      f"all steps; in brackets the speed-up over {dtypes[0]}), and the same "
       "ODE running the whole head at every step (the reference `integrate(guided_velocity)`), "
       "timed alternately. Fused: `generate_motion`'s single jitted "
-      "loop, no VAE, per latent. Real time: frames/s per clip over 20 fps (HumanML3D).",
+      "loop, no VAE, per latent (median of 2). Real time: frames/s per clip over 20 fps "
+      f"(HumanML3D). Latent difference: `generate_motion`'s {_LATENTS.value} latents per clip "
+      f"(same keys, each fed back) against {dtypes[0]}'s, max / mean absolute.",
       "",
       f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, load "
       f"average at the end {load[0]:.1f}.",
       "",
-      "| model | batch | prefill ms | prefill, whole prompt in both branches | first frames ms | "
-      "ms per latent (stream) | of which flow ODE | flow ODE, whole head per step | "
-      "frames/s (all clips) | x real time per clip | ms per latent (fused) |",
-      "|---|---|---|---|---|---|---|---|---|---|---|",
+      "| model | batch | flow dtype | prefill ms | prefill, whole prompt in both branches | "
+      "first frames ms | ms per latent (stream) | of which flow ODE | "
+      "flow ODE, whole head per step | frames/s (all clips) | x real time per clip | "
+      "ms per latent (fused) | latent difference (max / mean) |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
       *rows,
+      "",
+      f"The flow ODE's matmuls at batch 4 (8 rows with CFG) by dtype, alone (median of 7, the "
+      f"dtypes alternating): the hoisted modulations of one block, [{8 * steps},{width}] x "
+      f"[{width},{3 * width}], and the x path's {n_mm * steps} dependent [8,{width}] x "
+      f"[{width},{width}] per latent (each through a tanh), cycling through its {n_mm} "
+      "distinct weights as the ODE does, and through one weight (which stays in cache).",
+      "",
+      f"| matmul dtype | [{8 * steps},{width}] x [{width},{3 * width}] ms | "
+      f"{n_mm * steps} x [8,{width}] x [{width},{width}], {n_mm} weights ms | "
+      "the same, one weight ms |",
+      "|---|---|---|---|",
+      *matmul_rows,
   ])
   print(table)
   if _WRITE.value:

@@ -47,6 +47,7 @@ from llamo_jax.eval import motion_metrics
 from llamo_jax.eval import t2m_protocol
 from llamo_jax.eval import tables
 from llamo_jax.eval import text_metrics
+from llamo_jax.models import flow_head as flow_lib
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models.motion_vae import FRAMES_PER_LATENT
 from llamo_jax.motion import files as motion_files
@@ -151,7 +152,8 @@ def evaluate_llamo(task, model, step: int, workdir: paths.PathLike, evaluator, f
   key = jax.random.key(f.seed)
   inference = llamo_lib.for_inference(model)
   overrides = dict(max_latents=f.max_latents or evaluator.max_motion_length // FRAMES_PER_LATENT,
-                   cfg_scale=f.cfg_scale, flow_steps=f.flow_steps, exit_threshold=f.exit_threshold)
+                   cfg_scale=f.cfg_scale, flow_steps=f.flow_steps, exit_threshold=f.exit_threshold,
+                   flow_dtype=f.flow_dtype)
 
   # Text to motion: one seeded caption per clip; MultiModality on a seeded subset of prompts.
   prompts = [c.captions[int(rng.integers(len(c.captions)))] for c in clips]
@@ -281,6 +283,8 @@ def define_flags() -> None:
   flags.DEFINE_float("exit_threshold", None, "Exit-head probability that ends a motion (default: the run's "
                      "config.sampling).")
   flags.DEFINE_integer("flow_steps", None, "Flow ODE steps (default: the run's config.sampling).")
+  flags.DEFINE_enum("flow_dtype", None, flow_lib.COMPUTE_DTYPES, "Matmul dtype of the flow ODE (default: the "
+                    "run's config.sampling).")
   flags.DEFINE_list("continuations", [], "LLaMo runs on a synthetic corpus: attribute accuracy again with each "
                     "motion continuing its clip's first K real latents, for each K listed (e.g. 1,3): how much "
                     "of what is lost, is lost at the start.")

@@ -37,6 +37,12 @@ first prefix_lengths[b] latents the given ones (fed back like sampled ones; no e
 inside them), and the model continues from there: motion prediction, and a way to
 see how much a run's text following depends on its first latents.
 
+Flow dtype: `flow_dtype="bfloat16"` runs the flow ODE's W x W / W x kW matmuls
+(adaLN modulations, x-path MLPs) with bfloat16 inputs and weights and float32
+accumulation (`flow_head.sampling_state`, cast once per call); the ODE state, the
+times and the Euler/Heun updates stay float32, and so does everything else. An
+inference-time setting: training and checkpoints are float32.
+
 Latents are in the normalised latent space the model was trained in
 (`decode.decode_latents` turns them into motion).
 
@@ -61,6 +67,7 @@ from llamo_jax.models.attention import KVCache
 from llamo_jax.models.llama import init_cache
 
 DEFAULT_CFG_SCALE = 4.0  # our default (the paper's value is not known); tune on validation
+DEFAULT_FLOW_DTYPE = "float32"  # also of runs whose config.sampling predates flow_dtype
 UNCOND_SEGMENT = -1      # segment of the dropped condition in the unconditional branch
 
 
@@ -225,8 +232,8 @@ def _generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: PromptBatch, ke
 
 def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
                      max_latents: int, cfg_scale: float | None, flow_steps: int, method: str,
-                     temperature: float, exit_threshold: float, min_latents: int
-                     ) -> tuple[PromptBatch, _Knobs, _Static]:
+                     temperature: float, exit_threshold: float, min_latents: int,
+                     flow_dtype: str) -> tuple[PromptBatch, _Knobs, _Static]:
   """Validates the arguments and builds the padded prompt batch."""
   if not isinstance(model, llamo_lib.LLaMo):
     raise ValueError(f"model must be a LLaMo, got {type(model).__name__}.")
@@ -239,6 +246,7 @@ def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
     raise ValueError(f"ODE method {method!r} is not one of {flow_lib.METHODS}.")
   if flow_steps < 1:
     raise ValueError(f"flow_steps must be >= 1, got {flow_steps}.")
+  flow_lib.check_compute_dtype(flow_dtype)
   if temperature < 0:
     raise ValueError(f"temperature must be >= 0, got {temperature}.")
   if not 0.0 <= exit_threshold <= 1.0:
@@ -251,12 +259,19 @@ def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
   return batch, knobs, static
 
 
+def split_for_sampling(model: llamo_lib.LLaMo, flow_dtype: str) -> tuple[nnx.GraphDef, nnx.State]:
+  """`nnx.split(model)` with the flow head's matmul kernels in flow_dtype (module docstring)."""
+  graphdef, params = nnx.split(model)
+  params["flow_head"] = flow_lib.sampling_state(params["flow_head"], flow_dtype)
+  return graphdef, params
+
+
 def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: jax.Array, *,
                     max_latents: int, cfg_scale: float | None = DEFAULT_CFG_SCALE,
                     flow_steps: int = 50, method: str = "euler", temperature: float = 1.0,
                     exit_threshold: float = 0.5, min_latents: int = 1,
-                    prefix_latents: np.ndarray | None = None, prefix_lengths: np.ndarray | None = None
-                    ) -> tuple[jax.Array, jax.Array]:
+                    prefix_latents: np.ndarray | None = None, prefix_lengths: np.ndarray | None = None,
+                    flow_dtype: str = DEFAULT_FLOW_DTYPE) -> tuple[jax.Array, jax.Array]:
   """Samples motion latents for text prompts, with a KV cache, in one jitted loop.
 
   Args:
@@ -273,6 +288,7 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
     exit_threshold, min_latents: the exit rule (module docstring).
     prefix_latents, prefix_lengths: [B,P,C] normalised latents and [B] ints in 0..P: each
       sequence continues its given first latents (module docstring, Continuation).
+    flow_dtype: "float32" | "bfloat16", the flow ODE's matmuls (module docstring, Flow dtype).
 
   Returns:
     (latents [B,max_latents,C] float32 in the normalised latent space, zeros
@@ -281,8 +297,8 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
   batch, knobs, static = _motion_settings(
       model, prompts, max_latents=max_latents, cfg_scale=cfg_scale, flow_steps=flow_steps,
       method=method, temperature=temperature, exit_threshold=exit_threshold,
-      min_latents=min_latents)
-  graphdef, params = nnx.split(model)
+      min_latents=min_latents, flow_dtype=flow_dtype)
+  graphdef, params = split_for_sampling(model, flow_dtype)
   keys = sequence_keys(rng, len(prompts))
   prefix = _prefix(model, len(prompts), max_latents, prefix_latents, prefix_lengths)
   return _generate(graphdef, params, PromptBatch(*map(jnp.asarray, batch)), keys, knobs, static, prefix)

@@ -14,6 +14,12 @@ noise, t=1 data. Sampling integrates dx/dt = v from t=0 to 1 (Euler or Heun)
 inside a lax.fori_loop, with classifier-free guidance
 v = v_uncond + w*(v_cond - v_uncond) and a temperature on the initial noise.
 
+Compute dtype: the head trains and samples in float32. `sampling_state(state,
+"bfloat16")` casts the kernels of the W x W / W x kW layers (the adaLN
+modulations and the x path's MLPs, where the ODE's FLOPs are) to bfloat16; a
+Linear multiplies in its kernel's dtype with float32 accumulation, so the ODE
+state x, t, the layer norms and the Euler/Heun updates stay float32.
+
 Dimension names: B.. any leading dims, C latent, D condition (model), W width.
 """
 from __future__ import annotations
@@ -30,6 +36,11 @@ from llamo_jax.models.layers import INIT_STD
 FREQ_DIM = 256      # sinusoidal timestep features
 TIME_SCALE = 1000.  # t in [0,1] is embedded as t*1000 (diffusion-step scale)
 METHODS = ("euler", "heun")
+COMPUTE_DTYPES = ("float32", "bfloat16")  # of the ODE's matmuls (`sampling_state`)
+# The layers whose kernels `sampling_state` casts: W x W and W x kW, the ODE's FLOPs. The
+# conditioning (time_fc1/2, cond_proj: once per ODE) and the thin ends (in_proj,
+# out_proj: C x W) stay float32.
+_CAST_LAYERS = ("fc1", "fc2", "modulation", "final_modulation")
 
 
 def _param(rngs: nnx.Rngs | None, shape: Sequence[int], axes: Sequence[str | None],
@@ -44,14 +55,21 @@ def _param(rngs: nnx.Rngs | None, shape: Sequence[int], axes: Sequence[str | Non
 
 
 class Linear(nnx.Module):
-  """y = x @ kernel [I,O] + bias [O] in float32 (small head: replicated params)."""
+  """y = x @ kernel [I,O] + bias [O], float32 (small head: replicated params).
+
+  A float32 kernel (training, the default) multiplies in float32; a bfloat16 one
+  (`sampling_state`) multiplies x cast to bfloat16 with float32 accumulation.
+  """
 
   def __init__(self, d_in: int, d_out: int, *, rngs: nnx.Rngs, init: str = "xavier"):
     self.kernel = _param(rngs, (d_in, d_out), (None, None), init)
     self.bias = _param(None, (d_out,), (None,), "zeros")
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    return x.astype(jnp.float32) @ self.kernel[...] + self.bias[...]
+    kernel = self.kernel[...]
+    if kernel.dtype == jnp.float32:
+      return x.astype(jnp.float32) @ kernel + self.bias[...]
+    return jnp.dot(x.astype(kernel.dtype), kernel, preferred_element_type=jnp.float32) + self.bias[...]
 
 
 def _layer_norm(x: jax.Array, eps: float = 1e-6) -> jax.Array:
@@ -127,6 +145,35 @@ class FlowHead(nnx.Module):
 
   def __call__(self, x: jax.Array, t: jax.Array, h: jax.Array) -> jax.Array:
     return self.velocity(x, self.modulations(self.time_embedding(t) + self.cond_proj(h)))
+
+
+def check_compute_dtype(dtype: str) -> None:
+  """One clear error for a compute dtype that is not one of COMPUTE_DTYPES."""
+  if dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"flow_dtype {dtype!r} is not one of {COMPUTE_DTYPES} (the flow head's "
+                     "matmul dtype in sampling).")
+
+
+def sampling_state(state: nnx.State, dtype: str) -> nnx.State:
+  """A FlowHead's state (`nnx.split(head)[1]`) for sampling with its matmuls in `dtype`.
+
+  "float32" returns `state` itself; "bfloat16" returns a copy whose kernels of
+  _CAST_LAYERS are bfloat16 (biases and the other layers stay float32), so a head
+  merged from it runs those matmuls with bfloat16 inputs and float32 accumulation
+  (`Linear`). Cast once, outside the jitted ODE: a cast inside it would convert the
+  weights on every call. Inference only: training reads the float32 head.
+  """
+  check_compute_dtype(dtype)
+  if dtype == "float32":
+    return state
+
+  def cast(path, leaf):
+    names = [getattr(k, "key", None) for k in path]
+    if "kernel" in names and any(n in _CAST_LAYERS for n in names):
+      return leaf.astype(dtype)
+    return leaf
+
+  return jax.tree_util.tree_map_with_path(cast, state)
 
 
 def flow_loss(head: FlowHead, z: jax.Array, h: jax.Array, mask: jax.Array, rng: jax.Array,

@@ -10,8 +10,9 @@ Config keys (see configs/llamo.py):
                      use), seq_len, batch_size (global), max_motion_tokens, static_speed
   stage_order, stages.NAME {steps, trainable (default NAME: align|joint|anneal), mix
                      {t2m, m2t, text weights}, drop_static, optimizer overrides}
-  sampling           prompts, num_captions, max_latents, flow_steps, method, cfg_scale,
-                     temperature, exit_threshold, max_caption_tokens
+  sampling           prompts, num_captions, max_latents, flow_steps, method, flow_dtype
+                     (float32 | bfloat16: the flow ODE's matmuls), cfg_scale, temperature,
+                     exit_threshold, max_caption_tokens
   eval_batches       held-out batches per task for the eval losses
   t2m_eval           optional {evaluator (an evaluator workdir or imported dir), clips (64), split
                      ("val"), reference (default: the VAE run's corpus)}: each evaluation also
@@ -316,7 +317,8 @@ class LLaMoTask(task_lib.Task):
         model, tokens, key, max_latents=s["max_latents"], cfg_scale=s["cfg_scale"],
         flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
         exit_threshold=s["exit_threshold"], prefix_latents=s.get("prefix_latents"),
-        prefix_lengths=s.get("prefix_lengths"))
+        prefix_lengths=s.get("prefix_lengths"),
+        flow_dtype=s.get("flow_dtype", text_to_motion.DEFAULT_FLOW_DTYPE))
     feats = decode.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
                                   self.latent_mean, self.latent_std)
     features = [f * self.vae_task.std + self.vae_task.mean for f in feats]

@@ -24,9 +24,10 @@ from llamo_jax.training.state import init_train_state
 from llamo_jax.training.task import Task
 
 # Config keys that may change between a run and its resumption; anything else
-# that differs (model shapes, task, data) makes the checkpoint incompatible.
+# that differs (model shapes, task, data) makes the checkpoint incompatible. `sampling`
+# only sets how the evaluations sample (e.g. a knob added later, such as flow_dtype).
 RESUMABLE_CHANGES = ("total_steps", "log_every", "eval_every", "eval_batches", "eval_renders", "checkpoint_every",
-                     "max_checkpoints", "async_checkpoints", "stop_after_steps", "t2m_eval")
+                     "max_checkpoints", "async_checkpoints", "stop_after_steps", "t2m_eval", "sampling")
 
 # (config, workdir, mesh) -> the Task: a task class, or a registry lookup.
 TaskFactory = Callable[[ml_collections.ConfigDict, epath.Path, jax.sharding.Mesh], Task]

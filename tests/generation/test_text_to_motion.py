@@ -178,6 +178,20 @@ def test_cfg_scale_one_equals_conditional_sampling(model):
   assert np.abs(np.asarray(strong)[:, 0] - np.asarray(plain)[:, 0]).max() > 1e-3
 
 
+def test_bfloat16_flow_stays_close_to_float32_and_leaves_the_model_float32(model):
+  prompts = [prompt(5, 60), prompt(7, 61)]
+  kw = dict(max_latents=3, cfg_scale=2.5, min_latents=3, **SAMPLING)
+  ref, n1 = t2m.generate_motion(model, prompts, jax.random.key(8), **kw)
+  low, n2 = t2m.generate_motion(model, prompts, jax.random.key(8), flow_dtype="bfloat16", **kw)
+  np.testing.assert_array_equal(n1, n2)
+  ref, low = np.asarray(ref), np.asarray(low)
+  err = np.abs(low - ref)
+  # The flag reaches the head (else 0) and moves the latents by bf16's rounding only, fed
+  # back through the backbone twice (tests/models/test_flow_head.py: 2% of the flow's reach).
+  assert 0 < err.max() < 0.02 * np.abs(ref).max()
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model.flow_head)))
+
+
 def test_errors_name_the_problem(model):
   with pytest.raises(ValueError, match=r"\[BOM\]"):
     t2m.generate_motion(model, [np.array([1, 2, 3], np.int32)], jax.random.key(0),
@@ -185,6 +199,9 @@ def test_errors_name_the_problem(model):
   with pytest.raises(ValueError, match="min_latents"):
     t2m.generate_motion(model, [prompt(3, 0)], jax.random.key(0), max_latents=2,
                         min_latents=3)
+  with pytest.raises(ValueError, match=r"flow_dtype 'float16' is not one of \('float32', 'bfloat16'\)"):
+    t2m.generate_motion(model, [prompt(3, 0)], jax.random.key(0), max_latents=2,
+                        flow_dtype="float16")
   with pytest.raises(ValueError, match="one key per prompt"):
     t2m.generate_motion(model, [prompt(3, 0)], jax.random.split(jax.random.key(0), 2),
                         max_latents=2)
