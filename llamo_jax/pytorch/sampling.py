@@ -3,9 +3,8 @@
 The same sampler as generation/text_to_motion.py: prefill `[BOS] caption [BOM]`
 (left-padded batch; with CFG a second branch that sees only its [BOM], `prefill_branches`),
 then per latent the flow head integrates its ODE from h (Euler/Heun, CFG), the latent is fed
-back through one
-cached step and the exit head on the new conditional h ends the sequence when
-sigmoid(logit) > exit_threshold and k >= min_latents. Captioning follows
+back through one cached step and the exit head on the new conditional h ends the sequence
+when sigmoid(logit) > exit_threshold and k >= min_latents. Captioning follows
 generation/captioning.py (prefill `prefix m1..mK [EOM]`, greedy over the base vocab).
 
 Noise: latent k of sequence b starts from temperature * noise[b, k]. JAX draws it as
