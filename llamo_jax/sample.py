@@ -25,7 +25,6 @@ from llamo_jax import tasks
 from llamo_jax.core import paths
 from llamo_jax.data import sequences
 from llamo_jax.generation import streaming
-from llamo_jax.generation import text_to_motion as text_to_motion_lib
 from llamo_jax.models import flow_head as flow_lib
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.motion import files as motion_files
@@ -86,14 +85,14 @@ def caption_file(task, model, path: paths.PathLike) -> str:
 def stream_first(task, model, prompt: str, *, seed: int, flow_dtype: str | None = None) -> dict:
   """Streams the first prompt's motion (flow_dtype None: config.sampling's); returns per-latent
   latency figures."""
-  s = task.config.sampling
-  flow_dtype = flow_dtype or s.get("flow_dtype", text_to_motion_lib.DEFAULT_FLOW_DTYPE)
+  s = task.sampling_settings(flow_dtype=flow_dtype)
   tokens = [sequences.t2m_prompt(task.tokenizer, prompt, task.bom)]
   times, start = [], time.perf_counter()
   for chunk in streaming.stream_motion(
       model, task.vae, tokens, jax.random.key(seed), latent_mean=task.latent_mean,
-      latent_std=task.latent_std, max_latents=s.max_latents, cfg_scale=s.cfg_scale, flow_steps=s.flow_steps, method=s.method,
-      temperature=s.temperature, exit_threshold=s.exit_threshold, flow_dtype=flow_dtype):
+      latent_std=task.latent_std, max_latents=s["max_latents"], cfg_scale=s["cfg_scale"],
+      flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
+      exit_threshold=s["exit_threshold"], flow_dtype=s["flow_dtype"]):
     np.asarray(chunk.frames)  # wait for the frames (what a player would consume)
     now = time.perf_counter()
     times.append(now - start)

@@ -303,6 +303,12 @@ class LLaMoTask(task_lib.Task):
     logging.info("wrote samples to %s", out)
     return metrics
 
+  def sampling_settings(self, **overrides: Any) -> dict[str, Any]:
+    """config.sampling with the non-None `overrides` on top; a run whose config predates
+    `flow_dtype` samples in text_to_motion.DEFAULT_FLOW_DTYPE."""
+    s = {"flow_dtype": text_to_motion.DEFAULT_FLOW_DTYPE, **self.config.sampling.to_dict()}
+    return dict(s, **{k: v for k, v in overrides.items() if v is not None})
+
   def sample_motions(self, model, prompts: list[str], key: jax.Array, **overrides: Any
                      ) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """Text to motion with config.sampling (non-None `overrides` win), one sample per prompt.
@@ -311,14 +317,13 @@ class LLaMoTask(task_lib.Task):
     latents generated per prompt [B]). `prefix_latents` / `prefix_lengths` (e.g. from
     `encode_latents`) continue given first latents (generation/text_to_motion.py).
     """
-    s = dict(self.config.sampling.to_dict(), **{k: v for k, v in overrides.items() if v is not None})
+    s = self.sampling_settings(**overrides)
     tokens = [sequences.t2m_prompt(self.tokenizer, p, self.bom) for p in prompts]
     latents, lengths = text_to_motion.generate_motion(
         model, tokens, key, max_latents=s["max_latents"], cfg_scale=s["cfg_scale"],
         flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
         exit_threshold=s["exit_threshold"], prefix_latents=s.get("prefix_latents"),
-        prefix_lengths=s.get("prefix_lengths"),
-        flow_dtype=s.get("flow_dtype", text_to_motion.DEFAULT_FLOW_DTYPE))
+        prefix_lengths=s.get("prefix_lengths"), flow_dtype=s["flow_dtype"])
     feats = decode.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
                                   self.latent_mean, self.latent_std)
     features = [f * self.vae_task.std + self.vae_task.mean for f in feats]
