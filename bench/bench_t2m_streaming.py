@@ -2,16 +2,16 @@
 
   python bench/bench_t2m_streaming.py [--presets=tiny,smollm2_135m] [--batches=1,4]
       [--latents=16] [--flow_steps=50] [--cfg_scale=4] [--prompt_len=24]
-      [--flow_dtypes=float32,bfloat16]
+      [--dtypes=float32/float32,bfloat16/float32,bfloat16/bfloat16]
 
 Per model preset and batch: LLaMo (MoT backbone + flow head width 1024 depth 3,
 latent 32) and the paper-size motion VAE (263-dim), random weights, fp32, the
 exit head forced off so every sequence runs --latents latents, each figure for each
---flow_dtypes (generation's flow_dtype; the dtypes timed alternately). Measured after
-compilation:
+--dtypes pair FLOW/BACKBONE (generation's flow_dtype and backbone_dtype; the pairs timed
+alternately). Measured after compilation:
   * prefill: one jitted `text_to_motion.prefill_branches` of the prompt batch, both CFG
-    branches (B prompt rows + B unconditional [BOM] rows), and beside it the whole prompt
-    in both branches (2B rows), timed alternately;
+    branches (B prompt rows + B unconditional [BOM] rows), per backbone dtype, and beside it
+    the whole prompt in both branches (2B rows, float32), timed alternately;
   * first frames: `stream_motion` until its first chunk (prefill + first latent's
     ODE + one VAE decode_step);
   * ms per latent: median time between later chunks of `stream_motion` (one cached
@@ -48,6 +48,7 @@ from llamo_jax.generation import prompts as prompts_lib  # pylint: disable=g-imp
 from llamo_jax.generation import streaming  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.generation import text_to_motion  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.models import flow_head as flow_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
+from llamo_jax.models import layers as layers_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.models import llamo as llamo_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.models import motion_vae  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
@@ -60,9 +61,9 @@ _LATENTS = flags.DEFINE_integer("latents", 16, "Latents per clip (4 frames each)
 _FLOW_STEPS = flags.DEFINE_integer("flow_steps", 50, "Euler steps per latent.")
 _CFG_SCALE = flags.DEFINE_float("cfg_scale", 4.0, "Classifier-free guidance weight.")
 _PROMPT_LEN = flags.DEFINE_integer("prompt_len", 24, "Prompt tokens ([BOS] .. [BOM]).")
-_FLOW_DTYPES = flags.DEFINE_list("flow_dtypes", ["float32", "bfloat16"],
-                                 "Flow ODE matmul dtypes (generation's flow_dtype), timed "
-                                 "side by side; differences are against the first.")
+_DTYPES = flags.DEFINE_list("dtypes", ["float32/float32", "bfloat16/float32", "bfloat16/bfloat16"],
+                            "FLOW/BACKBONE matmul dtypes (generation's flow_dtype / backbone_dtype), "
+                            "timed side by side; differences are against the first.")
 _WRITE = flags.DEFINE_bool("write", True, "Write the section into BENCHMARKS.md.")
 
 
@@ -141,9 +142,15 @@ def _matmul_variants(width, rows, grid_rows, layers, steps):
 def main(argv):
   del argv
   rows = []
-  dtypes = _FLOW_DTYPES.value
-  for dtype in dtypes:
-    flow_lib.check_compute_dtype(dtype)
+  dtypes = _DTYPES.value  # "FLOW/BACKBONE"
+  pairs = {d: dict(zip(("flow_dtype", "backbone_dtype"), d.split("/"))) for d in dtypes}
+  for d, pair in pairs.items():
+    if len(pair) != 2 or d.count("/") != 1:
+      raise app.UsageError(f"--dtypes item {d!r} is not FLOW/BACKBONE, e.g. bfloat16/float32.")
+    for name, dtype in pair.items():
+      flow_lib.check_compute_dtype(dtype, name)
+  backbones = list(dict.fromkeys(p["backbone_dtype"] for p in pairs.values()))
+  flows = list(dict.fromkeys(p["flow_dtype"] for p in pairs.values()))
   vae = motion_vae.MotionVAE(motion_vae.get_preset("paper"), rngs=nnx.Rngs(1))
   stats = (np.zeros(32, np.float32), np.ones(32, np.float32))
   kw = dict(max_latents=_LATENTS.value, cfg_scale=_CFG_SCALE.value, flow_steps=_FLOW_STEPS.value,
@@ -158,6 +165,11 @@ def main(argv):
     _randomize_zero_kernels(model.flow_head, 3)
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     graphdef, params = nnx.split(model)
+
+    backbone_params = {}
+    for dtype in backbones:
+      backbone_params[dtype] = nnx.split(model)[1]
+      backbone_params[dtype]["layers"] = layers_lib.sampling_blocks(backbone_params[dtype]["layers"], dtype)
 
     @jax.jit
     def prefill(params, prompt):
@@ -183,15 +195,16 @@ def main(argv):
                                  [llamo_lib.bom_id(cfg)]]).astype(np.int32)
                  for _ in range(batch)]
       prompt = prompts_lib.PromptBatch(*map(jnp.asarray, prompts_lib.left_pad(prompts)))
-      prefill_times = {fn: [] for fn in (prefill, prefill_whole)}
-      for fn in prefill_times:
-        fn(params, prompt)[1].block_until_ready()
-      for _ in range(7):  # alternating, so both see the same machine load
-        for fn, times in prefill_times.items():
+      prefill_runs = [(d, prefill, backbone_params[d]) for d in backbones] + [("whole", prefill_whole, params)]
+      prefill_times = {d: [] for d, _, _ in prefill_runs}
+      for _, fn, p in prefill_runs:
+        fn(p, prompt)[1].block_until_ready()
+      for _ in range(7):  # alternating, so all see the same machine load
+        for d, fn, p in prefill_runs:
           start = time.perf_counter()
-          fn(params, prompt)[1].block_until_ready()
-          times.append(time.perf_counter() - start)
-      prefill_ms = {fn: 1e3 * np.median(times) for fn, times in prefill_times.items()}
+          fn(p, prompt)[1].block_until_ready()
+          prefill_times[d].append(time.perf_counter() - start)
+      prefill_ms = {d: 1e3 * np.median(times) for d, times in prefill_times.items()}
 
       head_graphdef, head_params = nnx.split(model.flow_head)
 
@@ -212,7 +225,7 @@ def main(argv):
       # Every timing below alternates the dtypes (and the two ODEs), so all see the same load.
       h = jax.random.normal(jax.random.key(2), (batch, llama.dim))
       ode_runs = [(dtype, fn, flow_lib.sampling_state(head_params, dtype))
-                  for dtype in dtypes for fn in (flow_ode, flow_ode_stepwise)]
+                  for dtype in flows for fn in (flow_ode, flow_ode_stepwise)]
       ode_times = {(dtype, fn): [] for dtype, fn, _ in ode_runs}
       for _, fn, p in ode_runs:
         fn(p, h, h + 1).block_until_ready()
@@ -224,23 +237,23 @@ def main(argv):
       ode_ms = {k: 1e3 * np.median(t) for k, t in ode_times.items()}
 
       for dtype in dtypes:  # compiles
-        _timed_stream(model, vae, prompts, stats, dict(kw, flow_dtype=dtype))
+        _timed_stream(model, vae, prompts, stats, dict(kw, **pairs[dtype]))
       firsts, steps = {d: [] for d in dtypes}, {d: [] for d in dtypes}
       for _ in range(2):
         for dtype in dtypes:
-          first, later = _timed_stream(model, vae, prompts, stats, dict(kw, flow_dtype=dtype))
+          first, later = _timed_stream(model, vae, prompts, stats, dict(kw, **pairs[dtype]))
           firsts[dtype].append(first)
           steps[dtype] += later
 
       latents, fused = {}, {d: [] for d in dtypes}
       for dtype in dtypes:  # compiles
-        text_to_motion.generate_motion(model, prompts, jax.random.key(1), flow_dtype=dtype,
+        text_to_motion.generate_motion(model, prompts, jax.random.key(1), **pairs[dtype],
                                        **kw)[0].block_until_ready()
       for _ in range(2):
         for dtype in dtypes:
           start = time.perf_counter()
           out, lengths = text_to_motion.generate_motion(model, prompts, jax.random.key(1),
-                                                        flow_dtype=dtype, **kw)
+                                                        **pairs[dtype], **kw)
           out.block_until_ready()
           fused[dtype].append((time.perf_counter() - start) / _LATENTS.value)
           assert np.all(np.asarray(lengths) == _LATENTS.value)
@@ -250,14 +263,16 @@ def main(argv):
         per_latent = float(np.median(steps[dtype]))
         fps = motion_vae.FRAMES_PER_LATENT * batch / per_latent
         diff = np.abs(latents[dtype] - latents[dtypes[0]])
-        ratio = ode_ms[(dtypes[0], flow_ode)] / ode_ms[(dtype, flow_ode)]
-        stepwise = ode_ms[(dtype, flow_ode_stepwise)]
-        prefills = (f"{prefill_ms[prefill]:.1f} | {prefill_ms[prefill_whole]:.1f}"
-                    if dtype == dtypes[0] else " | ")
+        flow, backbone = pairs[dtype]["flow_dtype"], pairs[dtype]["backbone_dtype"]
+        ode = ode_ms[(flow, flow_ode)]
+        ratio = ode_ms[(flows[0], flow_ode)] / ode
+        stepwise = ode_ms[(flow, flow_ode_stepwise)]
+        prefills = (f"{prefill_ms[backbone]:.1f} | " +
+                    (f"{prefill_ms['whole']:.1f}" if dtype == dtypes[0] else ""))
         rows.append(f"| {preset} (L={llama.n_layers}, {n_params / 1e6:.0f}M) | {batch} | {dtype} | "
                     f"{prefills} | {1e3 * np.median(firsts[dtype]):.0f} | "
-                    f"{1e3 * per_latent:.1f} | {ode_ms[(dtype, flow_ode)]:.1f} ({ratio:.2f}x) | "
-                    f"{stepwise:.1f} ({stepwise / ode_ms[(dtype, flow_ode)]:.1f}x) | "
+                    f"{1e3 * per_latent:.1f} | {ode:.1f} ({ratio:.2f}x) | "
+                    f"{stepwise:.1f} ({stepwise / ode:.1f}x) | "
                     f"{fps:,.0f} | {fps / batch / 20:.2f}x | {1e3 * np.median(fused[dtype]):.1f} | "
                     f"{diff.max():.2g} / {diff.mean():.2g} (mean abs latent "
                     f"{np.abs(latents[dtypes[0]]).mean():.2f}) |")
@@ -274,34 +289,35 @@ def main(argv):
       f"`python bench/bench_t2m_streaming.py --presets={','.join(_PRESETS.value)}{layers} "
       f"--batches={','.join(_BATCHES.value)} --latents={_LATENTS.value} "
       f"--flow_steps={_FLOW_STEPS.value} --cfg_scale={_CFG_SCALE.value:g} "
-      f"--prompt_len={_PROMPT_LEN.value} --flow_dtypes={','.join(dtypes)}`: random weights "
-      "(the flow head's zero-initialised kernels too, N(0, 0.02)), fp32 backbone, jax "
+      f"--prompt_len={_PROMPT_LEN.value} --dtypes={','.join(dtypes)}`: random weights "
+      "(the flow head's zero-initialised kernels too, N(0, 0.02)), fp32 weights, jax "
       f"{jax.__version__} on {jax.devices()[0].platform}; LLaMo flow head width {cfg.flow_width} "
       f"depth {cfg.flow_depth}, {_FLOW_STEPS.value} Euler steps with CFG (2B rows through the "
-      "backbone), VAE preset paper (width 512). Flow dtype: `flow_dtype` of generation, the "
-      "flow ODE's W x W / W x kW matmuls in that dtype (bfloat16: bf16 inputs and weights, f32 "
-      "accumulation; the ODE state and updates f32); the dtypes are timed alternately in one run. "
-      "Prefill: `prefill_branches`, both CFG branches "
+      "backbone), VAE preset paper (width 512). Dtypes: `flow_dtype` / `backbone_dtype` of "
+      "generation, the matmuls of the flow ODE (W x W / W x kW) and of the backbone's "
+      "projections in that dtype (bfloat16: bf16 inputs and weights, f32 accumulation; the ODE "
+      "state and updates, the residual stream, norms, attention and KV cache f32); the pairs are "
+      "timed alternately in one run. Prefill: `prefill_branches` in the row's backbone dtype, both CFG branches "
       "(the unconditional one runs its [BOM] alone), h at [BOM] only (no text logits), as "
       "generation runs it, median of 7, timed alternately with the whole prompt in both "
       "branches (2B rows of T tokens, the caption in the unconditional segment: the same keys "
       "and values where the branch looks, `tests/generation/test_text_to_motion.py`); it does not "
-      "run the flow head (once per batch, in the first dtype's row). "
+      "run the flow head (float32, once per batch, in the first row). "
       "First frames: prefill + first latent + VAE step (median of 2 streams). ms per latent: "
       f"median over the later {_LATENTS.value - 1} chunks of 2 `stream_motion` runs (cached "
       "decode step + flow ODE + exit head + VAE `decode_step` + host sync); of which flow ODE: "
       "`flow_head.sample` alone (CFG, median of 5; conditioning half of the head run once for "
-      f"all steps; in brackets the speed-up over {dtypes[0]}), and the same "
+      f"all steps; in brackets the speed-up over {flows[0]}), and the same "
       "ODE running the whole head at every step (the reference `integrate(guided_velocity)`), "
       "timed alternately. Fused: `generate_motion`'s single jitted "
       "loop, no VAE, per latent (median of 2). Real time: frames/s per clip over 20 fps "
       f"(HumanML3D). Latent difference: `generate_motion`'s {_LATENTS.value} latents per clip "
       f"(same keys, each fed back) against {dtypes[0]}'s, max / mean absolute.",
       "",
-      f"Machine: {platform.machine()}, {os.cpu_count()} CPUs shared with other jobs, load "
-      f"average at the end {load[0]:.1f}.",
+      f"Machine: {platform.machine()}, {os.cpu_count()} CPUs, load average at the end "
+      f"{load[0]:.1f}.",
       "",
-      "| model | batch | flow dtype | prefill ms | prefill, whole prompt in both branches | "
+      "| model | batch | flow / backbone dtype | prefill ms | prefill, whole prompt in both branches | "
       "first frames ms | ms per latent (stream) | of which flow ODE | "
       "flow ODE, whole head per step | frames/s (all clips) | x real time per clip | "
       "ms per latent (fused) | latent difference (max / mean) |",

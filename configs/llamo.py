@@ -116,7 +116,7 @@ def get_config(arg=None):
   config.sampling = ml_collections.ConfigDict(dict(
       prompts=PROMPTS, expect=EXPECT, samples_per_prompt=4, num_captions=12, max_latents=40,
       flow_steps=25 if demo else 50, method="euler", flow_dtype="float32",
-      cfg_scale=2.5, temperature=1.0, exit_threshold=0.5, max_caption_tokens=40))
+      backbone_dtype="float32", cfg_scale=2.5, temperature=1.0, exit_threshold=0.5, max_caption_tokens=40))
   # Optional: a text-motion evaluator (configs/evaluator.py workdir) makes each evaluation log a one-pass
   # R-precision and FID of `clips` generated motions (tasks/llamo.py); e.g.
   # --config.t2m_eval.evaluator=/path/to/guo_hml263 (the reference is the VAE run's corpus by default).

@@ -153,7 +153,7 @@ def evaluate_llamo(task, model, step: int, workdir: paths.PathLike, evaluator, f
   inference = llamo_lib.for_inference(model)
   overrides = dict(max_latents=f.max_latents or evaluator.max_motion_length // FRAMES_PER_LATENT,
                    cfg_scale=f.cfg_scale, flow_steps=f.flow_steps, exit_threshold=f.exit_threshold,
-                   flow_dtype=f.flow_dtype)
+                   flow_dtype=f.flow_dtype, backbone_dtype=f.backbone_dtype)
 
   # Text to motion: one seeded caption per clip; MultiModality on a seeded subset of prompts.
   prompts = [c.captions[int(rng.integers(len(c.captions)))] for c in clips]
@@ -285,6 +285,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("flow_steps", None, "Flow ODE steps (default: the run's config.sampling).")
   flags.DEFINE_enum("flow_dtype", None, flow_lib.COMPUTE_DTYPES, "Matmul dtype of the flow ODE (default: the "
                     "run's config.sampling).")
+  flags.DEFINE_enum("backbone_dtype", None, flow_lib.COMPUTE_DTYPES, "Matmul dtype of the backbone's "
+                    "projections (default: the run's config.sampling).")
   flags.DEFINE_list("continuations", [], "LLaMo runs on a synthetic corpus: attribute accuracy again with each "
                     "motion continuing its clip's first K real latents, for each K listed (e.g. 1,3): how much "
                     "of what is lost, is lost at the start.")

@@ -47,6 +47,8 @@ def define_flags() -> None:
   flags.DEFINE_float("temperature", None, "Initial noise scale; default: config.sampling.")
   flags.DEFINE_enum("flow_dtype", None, flow_lib.COMPUTE_DTYPES, "Matmul dtype of the flow ODE (bfloat16: faster on "
                     "CPUs and accelerators with bf16 units); default: config.sampling.")
+  flags.DEFINE_enum("backbone_dtype", None, flow_lib.COMPUTE_DTYPES, "Matmul dtype of the backbone's "
+                    "projections in sampling (bfloat16: a faster prefill); default: config.sampling.")
   flags.DEFINE_bool("stream", False, "Generate the first prompt streaming and report per-latent latency.")
   flags.DEFINE_enum("render_format", "gif", ["gif", "mp4", "none"], "Animation format.")
   flags.mark_flags_as_required(["workdir"])
@@ -82,17 +84,18 @@ def caption_file(task, model, path: paths.PathLike) -> str:
   return task.caption_features(model, array)
 
 
-def stream_first(task, model, prompt: str, *, seed: int, flow_dtype: str | None = None) -> dict:
-  """Streams the first prompt's motion (flow_dtype None: config.sampling's); returns per-latent
-  latency figures."""
-  s = task.sampling_settings(flow_dtype=flow_dtype)
+def stream_first(task, model, prompt: str, *, seed: int, **overrides) -> dict:
+  """Streams the first prompt's motion (config.sampling with the non-None `overrides`, e.g.
+  flow_dtype); returns per-latent latency figures."""
+  s = task.sampling_settings(**overrides)
   tokens = [sequences.t2m_prompt(task.tokenizer, prompt, task.bom)]
   times, start = [], time.perf_counter()
   for chunk in streaming.stream_motion(
       model, task.vae, tokens, jax.random.key(seed), latent_mean=task.latent_mean,
       latent_std=task.latent_std, max_latents=s["max_latents"], cfg_scale=s["cfg_scale"],
       flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
-      exit_threshold=s["exit_threshold"], flow_dtype=s["flow_dtype"]):
+      exit_threshold=s["exit_threshold"], flow_dtype=s["flow_dtype"],
+      backbone_dtype=s["backbone_dtype"]):
     np.asarray(chunk.frames)  # wait for the frames (what a player would consume)
     now = time.perf_counter()
     times.append(now - start)
@@ -123,9 +126,10 @@ def main(argv):
     result["t2m"] = text_to_motion(task, model, f.prompt, out, seed=f.seed, render_format=f.render_format,
                                    max_latents=f.max_latents, cfg_scale=f.cfg_scale,
                                    flow_steps=f.flow_steps, temperature=f.temperature,
-                                   flow_dtype=f.flow_dtype)
+                                   flow_dtype=f.flow_dtype, backbone_dtype=f.backbone_dtype)
     if f.stream:
-      result["stream"] = stream_first(task, model, f.prompt[0], seed=f.seed, flow_dtype=f.flow_dtype)
+      result["stream"] = stream_first(task, model, f.prompt[0], seed=f.seed, flow_dtype=f.flow_dtype,
+                                      backbone_dtype=f.backbone_dtype)
   if f.motion:
     result["caption"] = {"motion": f.motion, "caption": caption_file(task, model, f.motion)}
     (out / "captions.json").write_text(json.dumps(result["caption"], indent=1))

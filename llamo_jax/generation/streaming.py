@@ -62,8 +62,8 @@ def stream_motion(model: llamo_lib.LLaMo, vae: vae_lib.MotionVAE, prompts: Seque
                   max_latents: int, cfg_scale: float | None = t2m.DEFAULT_CFG_SCALE,
                   flow_steps: int = 50, method: str = "euler", temperature: float = 1.0,
                   exit_threshold: float = 0.5, min_latents: int = 1,
-                  flow_dtype: str = t2m.DEFAULT_FLOW_DTYPE
-                  ) -> Iterator[StreamChunk]:
+                  flow_dtype: str = t2m.DEFAULT_FLOW_DTYPE,
+                  backbone_dtype: str = t2m.DEFAULT_BACKBONE_DTYPE) -> Iterator[StreamChunk]:
   """Yields a StreamChunk (4 new frames per sequence) as soon as each latent is sampled.
 
   Same arguments and random numbers as `text_to_motion.generate_motion`;
@@ -75,9 +75,9 @@ def stream_motion(model: llamo_lib.LLaMo, vae: vae_lib.MotionVAE, prompts: Seque
   batch, knobs, static = t2m._motion_settings(  # pylint: disable=protected-access
       model, prompts, max_latents=max_latents, cfg_scale=cfg_scale, flow_steps=flow_steps,
       method=method, temperature=temperature, exit_threshold=exit_threshold,
-      min_latents=min_latents, flow_dtype=flow_dtype)
+      min_latents=min_latents, flow_dtype=flow_dtype, backbone_dtype=backbone_dtype)
   mean, std = decode._latent_stats(vae, latent_mean, latent_std)  # pylint: disable=protected-access
-  graphdef, params = t2m.split_for_sampling(model, flow_dtype)
+  graphdef, params = t2m.split_for_sampling(model, flow_dtype, backbone_dtype)
   vae_graphdef, vae_params = nnx.split(vae)
   keys = sequence_keys(rng, len(prompts))
   prompt = PromptBatch(*map(jnp.asarray, batch))

@@ -39,9 +39,13 @@ see how much a run's text following depends on its first latents.
 
 Flow dtype: `flow_dtype="bfloat16"` runs the flow ODE's W x W / W x kW matmuls
 (adaLN modulations, x-path MLPs) with bfloat16 inputs and weights and float32
-accumulation (`flow_head.sampling_state`, cast once per call); the ODE state, the
+accumulation (`flow_head.sampling_state`, `split_for_sampling`); the ODE state, the
 times and the Euler/Heun updates stay float32, and so does everything else. An
 inference-time setting: training and checkpoints are float32.
+`backbone_dtype="bfloat16"` does the same for the backbone's projections (q, k, v,
+o and the FFN of every layer, `layers.sampling_blocks`): the prefill and each
+decode step multiply in bfloat16 with float32 accumulation; the residual stream,
+norms, attention and the KV cache stay float32.
 
 Latents are in the normalised latent space the model was trained in
 (`decode.decode_latents` turns them into motion).
@@ -61,6 +65,7 @@ import numpy as np
 
 from llamo_jax.generation.prompts import PromptBatch, _check_prompts, left_pad, sequence_keys
 from llamo_jax.models import flow_head as flow_lib
+from llamo_jax.models import layers as layers_lib
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.models import mot as mot_lib
 from llamo_jax.models.attention import KVCache
@@ -68,6 +73,7 @@ from llamo_jax.models.llama import init_cache
 
 DEFAULT_CFG_SCALE = 4.0  # our default (the paper's value is not known); tune on validation
 DEFAULT_FLOW_DTYPE = "float32"  # also of runs whose config.sampling predates flow_dtype
+DEFAULT_BACKBONE_DTYPE = "float32"  # ... or backbone_dtype
 UNCOND_SEGMENT = -1      # segment of the dropped condition in the unconditional branch
 
 
@@ -233,7 +239,7 @@ def _generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: PromptBatch, ke
 def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
                      max_latents: int, cfg_scale: float | None, flow_steps: int, method: str,
                      temperature: float, exit_threshold: float, min_latents: int,
-                     flow_dtype: str) -> tuple[PromptBatch, _Knobs, _Static]:
+                     flow_dtype: str, backbone_dtype: str) -> tuple[PromptBatch, _Knobs, _Static]:
   """Validates the arguments and builds the padded prompt batch."""
   if not isinstance(model, llamo_lib.LLaMo):
     raise ValueError(f"model must be a LLaMo, got {type(model).__name__}.")
@@ -247,6 +253,7 @@ def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
   if flow_steps < 1:
     raise ValueError(f"flow_steps must be >= 1, got {flow_steps}.")
   flow_lib.check_compute_dtype(flow_dtype)
+  flow_lib.check_compute_dtype(backbone_dtype, "backbone_dtype")
   if temperature < 0:
     raise ValueError(f"temperature must be >= 0, got {temperature}.")
   if not 0.0 <= exit_threshold <= 1.0:
@@ -259,10 +266,32 @@ def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
   return batch, knobs, static
 
 
-def split_for_sampling(model: llamo_lib.LLaMo, flow_dtype: str) -> tuple[nnx.GraphDef, nnx.State]:
-  """`nnx.split(model)` with the flow head's matmul kernels in flow_dtype (module docstring)."""
+# split_for_sampling's latest casts, newest last: (key, the model's leaves cast from, result).
+_casts: list[tuple] = []
+_MAX_CASTS = 2  # e.g. two dtype pairs of one model, timed alternately
+
+
+def split_for_sampling(model: llamo_lib.LLaMo, flow_dtype: str, backbone_dtype: str
+                       ) -> tuple[nnx.GraphDef, nnx.State]:
+  """`nnx.split(model)` with the flow head's matmul kernels in flow_dtype and the
+  backbone's in backbone_dtype (module docstring, Flow dtype).
+
+  Casting the backbone costs about a prefill (~0.2 s for 135M parameters on a CPU),
+  so the latest _MAX_CASTS casts are kept and reused while the model holds the same
+  arrays (the entry keeps them alive, so their ids stay theirs); updating a param
+  replaces its array, and the next call casts again.
+  """
   graphdef, params = nnx.split(model)
+  if flow_dtype == backbone_dtype == "float32":
+    return graphdef, params
+  leaves = jax.tree.leaves(params)
+  key = (graphdef, flow_dtype, backbone_dtype, tuple(map(id, leaves)))
+  for entry in _casts:
+    if entry[0] == key:
+      return entry[2]
   params["flow_head"] = flow_lib.sampling_state(params["flow_head"], flow_dtype)
+  params["layers"] = layers_lib.sampling_blocks(params["layers"], backbone_dtype)
+  _casts[:] = _casts[1 - _MAX_CASTS:] + [(key, leaves, (graphdef, params))]
   return graphdef, params
 
 
@@ -271,7 +300,8 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
                     flow_steps: int = 50, method: str = "euler", temperature: float = 1.0,
                     exit_threshold: float = 0.5, min_latents: int = 1,
                     prefix_latents: np.ndarray | None = None, prefix_lengths: np.ndarray | None = None,
-                    flow_dtype: str = DEFAULT_FLOW_DTYPE) -> tuple[jax.Array, jax.Array]:
+                    flow_dtype: str = DEFAULT_FLOW_DTYPE, backbone_dtype: str = DEFAULT_BACKBONE_DTYPE
+                    ) -> tuple[jax.Array, jax.Array]:
   """Samples motion latents for text prompts, with a KV cache, in one jitted loop.
 
   Args:
@@ -288,7 +318,8 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
     exit_threshold, min_latents: the exit rule (module docstring).
     prefix_latents, prefix_lengths: [B,P,C] normalised latents and [B] ints in 0..P: each
       sequence continues its given first latents (module docstring, Continuation).
-    flow_dtype: "float32" | "bfloat16", the flow ODE's matmuls (module docstring, Flow dtype).
+    flow_dtype, backbone_dtype: "float32" | "bfloat16", the matmuls of the flow ODE and of
+      the backbone (module docstring, Flow dtype).
 
   Returns:
     (latents [B,max_latents,C] float32 in the normalised latent space, zeros
@@ -297,8 +328,8 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
   batch, knobs, static = _motion_settings(
       model, prompts, max_latents=max_latents, cfg_scale=cfg_scale, flow_steps=flow_steps,
       method=method, temperature=temperature, exit_threshold=exit_threshold,
-      min_latents=min_latents, flow_dtype=flow_dtype)
-  graphdef, params = split_for_sampling(model, flow_dtype)
+      min_latents=min_latents, flow_dtype=flow_dtype, backbone_dtype=backbone_dtype)
+  graphdef, params = split_for_sampling(model, flow_dtype, backbone_dtype)
   keys = sequence_keys(rng, len(prompts))
   prefix = _prefix(model, len(prompts), max_latents, prefix_latents, prefix_lengths)
   return _generate(graphdef, params, PromptBatch(*map(jnp.asarray, batch)), keys, knobs, static, prefix)

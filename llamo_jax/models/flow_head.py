@@ -147,11 +147,11 @@ class FlowHead(nnx.Module):
     return self.velocity(x, self.modulations(self.time_embedding(t) + self.cond_proj(h)))
 
 
-def check_compute_dtype(dtype: str) -> None:
-  """One clear error for a compute dtype that is not one of COMPUTE_DTYPES."""
+def check_compute_dtype(dtype: str, name: str = "flow_dtype") -> None:
+  """One clear error for a sampling matmul dtype (`name`) that is not one of COMPUTE_DTYPES."""
   if dtype not in COMPUTE_DTYPES:
-    raise ValueError(f"flow_dtype {dtype!r} is not one of {COMPUTE_DTYPES} (the flow head's "
-                     "matmul dtype in sampling).")
+    raise ValueError(f"{name} {dtype!r} is not one of {COMPUTE_DTYPES} (a matmul dtype in "
+                     "sampling).")
 
 
 def sampling_state(state: nnx.State, dtype: str) -> nnx.State:

@@ -27,7 +27,7 @@ from llamo_jax.core import config_dataclass
 from llamo_jax.core import sharding
 from llamo_jax.models import attention as attn_lib
 from llamo_jax.models.attention import KVCache, RopeScaling
-from llamo_jax.models.layers import Dense, Embed, Expert, RMSNorm
+from llamo_jax.models.layers import Dense, Embed, Expert, PerLayer, RMSNorm
 
 # Logical axes of the residual stream: batch-sharded, model dim whole (the
 # `embed` axis shards parameters, not activations).
@@ -129,7 +129,8 @@ def run_blocks(blocks: nnx.Module, h: jax.Array, ctx: attn_lib.AttentionContext,
   `blocks(h, ctx, layer_kv, *args) -> (h, layer_kv)` runs one layer on the
   per-layer slice of its state; `args` are passed unchanged to every layer
   (e.g. a modality mask). Layers run under lax.scan (scan_layers) or a python
-  loop, each wrapped in jax.checkpoint with the named remat policy.
+  loop (also for a state of `layers.PerLayer` params), each wrapped in
+  jax.checkpoint with the named remat policy.
 
   Returns:
     (h [B,T,D], (k, v) [L,B,S,K,H] updated cache tensors or None).
@@ -146,12 +147,15 @@ def run_blocks(blocks: nnx.Module, h: jax.Array, ctx: attn_lib.AttentionContext,
   if remat_policy != "none":
     body = jax.checkpoint(body, policy=REMAT_POLICIES[remat_policy], prevent_cse=not scan_layers)
 
-  if scan_layers:
+  per_layer = lambda x: isinstance(x, PerLayer)
+  first = jax.tree.leaves(state, is_leaf=per_layer)[0]
+  if scan_layers and not per_layer(first):
     return jax.lax.scan(body, h, (state, kv))
-  n_layers = jax.tree.leaves(state)[0].shape[0]
+  n_layers = len(first.arrays) if per_layer(first) else first.shape[0]
+  layer = lambda x, i: x.arrays[i] if per_layer(x) else x[i]
   outs = []
   for i in range(n_layers):
-    h, layer_kv = body(h, jax.tree.map(lambda x: x[i], (state, kv)))
+    h, layer_kv = body(h, jax.tree.map(lambda x: layer(x, i), (state, kv), is_leaf=per_layer))
     outs.append(layer_kv)
   new_kv = None if kv is None else jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
   return h, new_kv

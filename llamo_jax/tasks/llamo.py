@@ -10,7 +10,8 @@ Config keys (see configs/llamo.py):
                      use), seq_len, batch_size (global), max_motion_tokens, static_speed
   stage_order, stages.NAME {steps, trainable (default NAME: align|joint|anneal), mix
                      {t2m, m2t, text weights}, drop_static, optimizer overrides}
-  sampling           prompts, num_captions, max_latents, flow_steps, method, flow_dtype
+  sampling           prompts, num_captions, max_latents, flow_steps, method, flow_dtype,
+                     backbone_dtype
                      (float32 | bfloat16: the flow ODE's matmuls), cfg_scale, temperature,
                      exit_threshold, max_caption_tokens
   eval_batches       held-out batches per task for the eval losses
@@ -305,8 +306,9 @@ class LLaMoTask(task_lib.Task):
 
   def sampling_settings(self, **overrides: Any) -> dict[str, Any]:
     """config.sampling with the non-None `overrides` on top; a run whose config predates
-    `flow_dtype` samples in text_to_motion.DEFAULT_FLOW_DTYPE."""
-    s = {"flow_dtype": text_to_motion.DEFAULT_FLOW_DTYPE, **self.config.sampling.to_dict()}
+    `flow_dtype` / `backbone_dtype` samples in text_to_motion's defaults."""
+    s = {"flow_dtype": text_to_motion.DEFAULT_FLOW_DTYPE,
+         "backbone_dtype": text_to_motion.DEFAULT_BACKBONE_DTYPE, **self.config.sampling.to_dict()}
     return dict(s, **{k: v for k, v in overrides.items() if v is not None})
 
   def sample_motions(self, model, prompts: list[str], key: jax.Array, **overrides: Any
@@ -323,7 +325,8 @@ class LLaMoTask(task_lib.Task):
         model, tokens, key, max_latents=s["max_latents"], cfg_scale=s["cfg_scale"],
         flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
         exit_threshold=s["exit_threshold"], prefix_latents=s.get("prefix_latents"),
-        prefix_lengths=s.get("prefix_lengths"), flow_dtype=s["flow_dtype"])
+        prefix_lengths=s.get("prefix_lengths"), flow_dtype=s["flow_dtype"],
+        backbone_dtype=s["backbone_dtype"])
     feats = decode.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
                                   self.latent_mean, self.latent_std)
     features = [f * self.vae_task.std + self.vae_task.mean for f in feats]

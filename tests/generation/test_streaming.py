@@ -22,9 +22,10 @@ def test_stream_matches_offline_decode(model):
                                                         depth=2), rngs=nnx.Rngs(2))
   mean, std = np.linspace(-0.5, 0.5, C), np.linspace(0.5, 2.0, C)
   prompts = [prompt(5, 50), prompt(8, 51)]
-  # bfloat16 flow: streaming must pass flow_dtype on (float32 differs from it by ~1e-2,
-  # test_text_to_motion.py); both dtypes share every other line of the two paths.
-  kw = dict(max_latents=6, cfg_scale=2.0, flow_dtype="bfloat16", **SAMPLING)
+  # bfloat16 flow and backbone: streaming must pass both on (float32 differs from them by
+  # ~1e-2, test_text_to_motion.py); the dtypes share every other line of the two paths.
+  kw = dict(max_latents=6, cfg_scale=2.0, flow_dtype="bfloat16", backbone_dtype="bfloat16",
+            **SAMPLING)
   latents, lengths = text_to_motion.generate_motion(model, prompts, jax.random.key(7), **kw)
   offline = decode.decode_latents(vae, latents, lengths, mean, std)
   chunks = list(streaming.stream_motion(model, vae, prompts, jax.random.key(7), latent_mean=mean,

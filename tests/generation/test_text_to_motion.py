@@ -192,6 +192,33 @@ def test_bfloat16_flow_stays_close_to_float32_and_leaves_the_model_float32(model
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model.flow_head)))
 
 
+def test_bfloat16_backbone_stays_close_to_float32_and_leaves_the_model_float32(model):
+  prompts = [prompt(5, 62), prompt(7, 63)]
+  kw = dict(max_latents=3, cfg_scale=2.5, min_latents=3, **SAMPLING)
+  ref, _ = t2m.generate_motion(model, prompts, jax.random.key(9), **kw)
+  low, _ = t2m.generate_motion(model, prompts, jax.random.key(9), backbone_dtype="bfloat16", **kw)
+  both, _ = t2m.generate_motion(model, prompts, jax.random.key(9), backbone_dtype="bfloat16",
+                                flow_dtype="bfloat16", **kw)
+  ref, low, both = map(np.asarray, (ref, low, both))
+  # The flag reaches the backbone (else 0): bf16 rounding of h, through the flow ODE.
+  assert 0 < np.abs(low - ref).max() < 0.02 * np.abs(ref).max()
+  assert np.abs(both - low).max() > 0
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+
+
+def test_sampling_casts_are_reused_until_a_param_changes():
+  model = make_model()
+  first = t2m.split_for_sampling(model, "float32", "bfloat16")[1]
+  assert t2m.split_for_sampling(model, "float32", "bfloat16")[1] is first
+  assert t2m.split_for_sampling(model, "bfloat16", "bfloat16")[1] is not first
+  assert t2m.split_for_sampling(model, "float32", "bfloat16")[1] is first  # two kept
+  model.flow_head.out_proj.kernel[...] += 1.0  # a new array: the cast must see it
+  again = t2m.split_for_sampling(model, "float32", "bfloat16")[1]
+  assert again is not first
+  np.testing.assert_array_equal(again["flow_head"]["out_proj"]["kernel"][...],
+                                model.flow_head.out_proj.kernel[...])
+
+
 def test_errors_name_the_problem(model):
   with pytest.raises(ValueError, match=r"\[BOM\]"):
     t2m.generate_motion(model, [np.array([1, 2, 3], np.int32)], jax.random.key(0),
@@ -202,6 +229,9 @@ def test_errors_name_the_problem(model):
   with pytest.raises(ValueError, match=r"flow_dtype 'float16' is not one of \('float32', 'bfloat16'\)"):
     t2m.generate_motion(model, [prompt(3, 0)], jax.random.key(0), max_latents=2,
                         flow_dtype="float16")
+  with pytest.raises(ValueError, match=r"backbone_dtype 'float16' is not one of"):
+    t2m.generate_motion(model, [prompt(3, 0)], jax.random.key(0), max_latents=2,
+                        backbone_dtype="float16")
   with pytest.raises(ValueError, match="one key per prompt"):
     t2m.generate_motion(model, [prompt(3, 0)], jax.random.split(jax.random.key(0), 2),
                         max_latents=2)

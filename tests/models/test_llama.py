@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from llamo_jax.models import attention as attn_lib
+from llamo_jax.models import layers as layers_lib
 from llamo_jax.models import presets
 from llamo_jax.models.llama import Llama, LlamaConfig, init_cache, make_expert
 
@@ -289,6 +290,39 @@ def test_bfloat16_compute_keeps_fp32_params_and_logits():
   # bf16 has ~3 significant digits: close to fp32, but not equal.
   err = np.abs(np.asarray(out) - np.asarray(ref)).max()
   assert 0 < err < 0.05 * np.abs(np.asarray(ref)).max()
+
+
+def _merged_with_blocks(model, blocks_state):
+  graphdef, state = nnx.split(model)
+  state["layers"] = blocks_state
+  return nnx.merge(graphdef, state)
+
+
+def test_per_layer_blocks_run_the_layer_loop_and_match_the_stack():
+  tokens = random_tokens((2, 10))
+  model = make_model()  # scan_layers=True
+  ref = forward(model, tokens)
+  state = nnx.split(model)[1]["layers"]
+  # float32 arrays held per layer: the python layer loop, the same numbers as the scan.
+  per_layer = jax.tree.map(lambda x: layers_lib.PerLayer(list(x)), state)
+  np.testing.assert_allclose(forward(_merged_with_blocks(model, per_layer), tokens), ref,
+                             atol=1e-5, rtol=1e-5)
+  assert layers_lib.sampling_blocks(state, "float32") is state
+  # bfloat16 kernels: bf16 operands, fp32 accumulation; norm scales stay fp32.
+  low = layers_lib.sampling_blocks(state, "bfloat16")
+  dtypes = {jax.tree_util.keystr(path): str(x.dtype) for path, x in jax.tree_util.tree_leaves_with_path(low)}
+  assert {d for p, d in dtypes.items() if "kernel" in p} == {"bfloat16"}
+  assert {d for p, d in dtypes.items() if "scale" in p} == {"float32"}
+  assert len(dtypes) == len(jax.tree.leaves(state)) * TINY.n_layers
+  out = forward(_merged_with_blocks(model, low), tokens)
+  assert out.dtype == jnp.float32
+  err = np.abs(np.asarray(out) - np.asarray(ref)).max()
+  assert 0 < err < 0.05 * np.abs(np.asarray(ref)).max()
+  # A single row takes Dense's two-row path: the same numbers.
+  one = forward(_merged_with_blocks(model, low), tokens[:1, :1])
+  np.testing.assert_allclose(one, out[:1, :1], atol=1e-6)
+  with pytest.raises(ValueError, match="float16"):
+    layers_lib.sampling_blocks(state, "float16")
 
 
 # ----------------------------------------------------------------- MoT readiness
