@@ -99,7 +99,7 @@ def row(name: str, report: dict) -> str:
           f"| {report['global_batch']} ({report['batch_per_device']}/chip) "
           f"| {gib(hbm.get('arguments'))} | {gib(hbm.get('temporaries'))} | {gib(hbm.get('total'))} / {gib(hbm['capacity'])} "
           f"| {'yes' if report['fits'] else 'NO'} | {best} "
-          f"| {'-' if flops is None else f'{flops / 1e15:.3g}'} "
+          f"| {'-' if flops is None else ('>= ' if report.get('flops_lower_bound') else '') + f'{flops / 1e15:.3g}'} "
           f"| {'-' if step is None else f'{step:.3g} s ({tokens / step / 1e3:.0f}k tok/s)' if tokens else f'{step * 1e3:.3g} ms'} "
           f"| {report['compile_seconds']:.0f} s{'' if report.get('complete') else ' (stopped before the FLOPs)'} |")
 
@@ -150,7 +150,8 @@ def main(argv):
       "arguments (state + batch shards), temporaries, total (arguments + outputs - donated + "
       "temporaries + code) against the chip's capacity. PFLOP/step: what XLA executes over all chips "
       "(remat recomputation included, from the compiled cost analysis of 1- and 2-layer unscanned "
-      "variants, as scanned layers are counted once). Step @50% MFU: that FLOP count at half the "
+      "variants, as scanned layers are counted once; '>=': loops the partitioner added were left in "
+      "those compiles, so the count is a lower bound). Step @50% MFU: that FLOP count at half the "
       "chip's dense bf16 peak. Compile: seconds for the full step on this shared 2-core CPU.",
       "" if not missing else "Not compiled yet (timed out or not run on this machine):\n" +
       "\n".join(f"- {m}" for m in missing)])

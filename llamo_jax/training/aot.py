@@ -11,7 +11,8 @@ step time at 50% MFU, and the largest per-device batch that fits (a bounded sear
 over compiles).
 
 FLOPs: `train_step.step_flops` (two small unscanned compiles; XLA's count of a scanned
-step repeats no loop body), as the trainer counts them for its logged MFU.
+step repeats no loop body), as the trainer counts them for its logged MFU;
+`flops_lower_bound` says whether loops the partitioner added were left in them.
 """
 from __future__ import annotations
 
@@ -129,7 +130,7 @@ class _Compiler:
                  figures["total"] / hardware.GiB, figures["compile_seconds"])
     return compiled, figures
 
-  def step_flops(self, global_batch: int) -> float:
+  def step_flops(self, global_batch: int) -> tuple[float, int]:
     return train_step.step_flops(self.config, self.make_task, self.stage, self.mesh, self.rules, global_batch,
                                  train_step.n_layers(self.task))
 
@@ -194,9 +195,10 @@ def compile_report(config: ml_collections.ConfigDict, make_task: runs.TaskFactor
       report["compiler_message"] = mem["message"]
     on_update(report)
     if flops:
-      per_device = compiler.step_flops(global_batch)
+      per_device, loops = compiler.step_flops(global_batch)
       peak = spec.peak_flops if spec else None
       report["flops_per_device"] = per_device
+      report["flops_lower_bound"] = loops > 0  # while loops XLA counted once (train_step.step_flops)
       report["flops_per_step"] = per_device * len(devices)
       report["peak_flops_per_device"] = peak
       report["step_seconds_at_50pct_mfu"] = per_device / (0.5 * peak) if peak else None

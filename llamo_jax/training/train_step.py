@@ -8,10 +8,14 @@ body once, so a step with scanned layers (scan_layers) or gradient accumulation 
 microbatches) is undercounted. `step_flops` compiles the same step with 1 and 2 unscanned
 layers and one microbatch instead: FLOPs(L) = f1 + (L-1)(f2-f1), times the microbatches
 (remat recomputation included: the FLOPs XLA executes). The trainer (its logged MFU) and
-train_compile (its report) both use it.
+train_compile (its report) both use it. The partitioner can still add loops of its own
+(e.g. collective matmuls over FSDP all-gathers on some TPU meshes): `step_flops` counts the
+while loops left in its compiles (`compiled_loops`), and where there are any its figure is a
+lower bound.
 """
 from __future__ import annotations
 
+import re
 import tempfile
 from typing import Any
 
@@ -19,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+from absl import logging
 from etils import epath
 from flax import nnx
 
@@ -114,6 +119,15 @@ def compiled_flops(compiled: Any) -> float:
   return float((cost or {}).get("flops", 0.0))
 
 
+def compiled_loops(compiled: Any) -> int:
+  """While loops in a compiled program (XLA's cost analysis counts each body once; 0 if unknown)."""
+  try:
+    text = compiled.as_text()
+  except Exception:  # pylint: disable=broad-except  (not every backend prints its program)
+    return 0
+  return len(re.findall(r"\bwhile\(", text or ""))
+
+
 def abstract_batch(task: Task, global_batch: int, mesh: jax.sharding.Mesh, rules: sharding.Rules
                    ) -> dict[str, jax.ShapeDtypeStruct]:
   """The task's batch of `global_batch` examples as ShapeDtypeStructs split over the batch axes."""
@@ -144,11 +158,14 @@ def xla_counts_all_flops(config: ml_collections.ConfigDict, n_layers: int) -> bo
 
 
 def step_flops(config: ml_collections.ConfigDict, make_task: runs.TaskFactory, stage: Stage,
-               mesh: jax.sharding.Mesh, rules: sharding.Rules, global_batch: int, n_layers: int) -> float:
-  """FLOPs of one train step of `stage` per device (module docstring): small unscanned compiles,
-  no weights or data. Trace under `sharding.mesh_context(mesh, rules)`."""
+               mesh: jax.sharding.Mesh, rules: sharding.Rules, global_batch: int, n_layers: int
+               ) -> tuple[float, int]:
+  """(FLOPs of one train step of `stage` per device, while loops left in the compiles counted)
+  (module docstring): small unscanned compiles, no weights or data. Loops > 0: the FLOPs are a
+  lower bound. Trace under `sharding.mesh_context(mesh, rules)`."""
   accum = int(config.get("grad_accum_steps", 1))
   micro = global_batch // accum
+  loops = []
 
   def flops_of(layers: int | None) -> float:
     variant = config.copy_and_resolve_references()
@@ -160,10 +177,18 @@ def step_flops(config: ml_collections.ConfigDict, make_task: runs.TaskFactory, s
     task = make_task(variant, epath.Path(tempfile.gettempdir()) / "llamo_jax_step_flops", mesh)  # never written
     task.prepare_shapes()
     graphdef, state, tx, schedule = abstract_stage_state(variant, task, stage, mesh, rules)
-    return compiled_flops(compile_train_step(variant, task, stage, graphdef, tx, schedule, state,
-                                             abstract_batch(task, micro, mesh, rules), mesh, rules))
+    compiled = compile_train_step(variant, task, stage, graphdef, tx, schedule, state,
+                                  abstract_batch(task, micro, mesh, rules), mesh, rules)
+    loops.append(compiled_loops(compiled))
+    return compiled_flops(compiled)
 
   if layer_config(config) is None:
-    return flops_of(None) * accum
-  f1, f2 = flops_of(1), flops_of(2)
-  return (f1 + (n_layers - 1) * (f2 - f1)) * accum
+    flops = flops_of(None) * accum
+  else:
+    f1, f2 = flops_of(1), flops_of(2)
+    flops = (f1 + (n_layers - 1) * (f2 - f1)) * accum
+  if max(loops):
+    logging.warning("the FLOP count of %s is a lower bound: XLA's cost analysis counted the bodies of "
+                    "%d while loops once (loops the partitioner added, e.g. collective matmuls)",
+                    stage.name, max(loops))
+  return flops, max(loops)

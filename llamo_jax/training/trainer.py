@@ -47,7 +47,7 @@ def _step_flops(config, task, stage, step_fn, mesh, rules, make_task, peak_flops
   if not peak_flops:
     return 0.0
   t0 = time.time()
-  flops = train_step_lib.step_flops(config, make_task, stage, mesh, rules, global_batch, n_layers)
+  flops, _ = train_step_lib.step_flops(config, make_task, stage, mesh, rules, global_batch, n_layers)
   logging.info("stage %s: %.3g FLOPs per step per device (counted in %.0f s)", stage.name, flops, time.time() - t0)
   return flops
 

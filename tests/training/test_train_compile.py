@@ -70,6 +70,7 @@ def test_report_matches_the_config_on_8_cpus():
   dense = 6 * report["param_count"] * tokens
   assert 0.8 * dense < report["flops_per_step"] < 2.0 * dense
   assert report["flops_per_step"] == pytest.approx(8 * report["flops_per_device"])
+  assert report["flops_lower_bound"] is False  # no loop left in the unscanned compiles
   assert report["peak_flops_per_device"] is None and report["step_seconds_at_50pct_mfu"] is None
 
 
@@ -95,6 +96,18 @@ def test_trainer_logs_the_flops_of_every_scanned_layer():
   np.testing.assert_allclose(got["scanned"][0], got["unscanned_xla"], rtol=1e-2)
   assert got["scanned"][1] == 0.0  # no peak (CPU): nothing logged rather than a count missing 2 layers
   assert got["scanned_xla"] < 0.8 * got["unscanned_xla"]
+
+
+def test_compiled_loops_counts_while_loops_xla_counts_once():
+  def repeat(x, n):  # a traced trip count: XLA keeps the loop
+    return jax.lax.fori_loop(0, n, lambda _, y: jax.numpy.tanh(y @ y), x)
+
+  x = jax.numpy.ones((8, 8))
+  looped = jax.jit(repeat).lower(x, 4).compile()
+  once = jax.jit(lambda x: jax.numpy.tanh(x @ x)).lower(x).compile()
+  assert train_step.compiled_loops(looped) >= 1 and train_step.compiled_loops(once) == 0
+  # What step_flops guards against: the loop's FLOPs are counted once, whatever the trip count.
+  assert train_step.compiled_flops(looped) <= 2 * train_step.compiled_flops(once)
 
 
 def _mesh_and_rules(config):
