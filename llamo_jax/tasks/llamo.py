@@ -11,8 +11,8 @@ Config keys (see configs/llamo.py):
   stage_order, stages.NAME {steps, trainable (default NAME: align|joint|anneal), mix
                      {t2m, m2t, text weights}, drop_static, optimizer overrides}
   sampling           prompts, num_captions, max_latents, flow_steps, method, flow_dtype,
-                     backbone_dtype
-                     (float32 | bfloat16: the flow ODE's matmuls), cfg_scale, temperature,
+                     backbone_dtype (float32 | bfloat16: the matmuls of the flow ODE, of the
+                     backbone), cfg_scale, temperature,
                      exit_threshold, max_caption_tokens
   eval_batches       held-out batches per task for the eval losses
   t2m_eval           optional {evaluator (an evaluator workdir or imported dir), clips (64), split
