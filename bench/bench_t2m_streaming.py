@@ -48,7 +48,6 @@ from llamo_jax.generation import prompts as prompts_lib  # pylint: disable=g-imp
 from llamo_jax.generation import streaming  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.generation import text_to_motion  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.models import flow_head as flow_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
-from llamo_jax.models import layers as layers_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.models import llamo as llamo_lib  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.models import motion_vae  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
 from llamo_jax.models import presets  # pylint: disable=g-import-not-at-top  (after the sys.path setup above)
@@ -166,10 +165,8 @@ def main(argv):
     n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     graphdef, params = nnx.split(model)
 
-    backbone_params = {}
-    for dtype in backbones:
-      backbone_params[dtype] = nnx.split(model)[1]
-      backbone_params[dtype]["layers"] = layers_lib.sampling_blocks(backbone_params[dtype]["layers"], dtype)
+    # The params generation samples with (flow head f32: the prefill does not run it).
+    backbone_params = {d: text_to_motion.split_for_sampling(model, "float32", d)[1] for d in backbones}
 
     @jax.jit
     def prefill(params, prompt):
