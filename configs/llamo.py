@@ -68,7 +68,8 @@ def get_config(arg=None):
       # second gradient-free pass (45.8% of segments, 35.9% of clips; BENCHMARKS.md, "LLaMo demo:
       # levers"); [BOM] on the motion expert scored lower (37.9%, R@3 0.59). Not yet measured at the
       # paper's scale.
-      bom_expert="text", two_forward=0.5 if demo else 0.0, two_forward_passes=2 if demo else 1))
+      bom_expert="text", two_forward=0.5 if demo else 0.0, two_forward_passes=2 if demo else 1,
+      first_latent_weight=1.0))
   # Run-time overrides of the pretrained LlamaConfig (not its architecture).
   config.model.llama = ml_collections.ConfigDict(dict(
       dtype="float32" if demo else "bfloat16", scan_layers=True,

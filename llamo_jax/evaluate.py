@@ -153,7 +153,8 @@ def evaluate_llamo(task, model, step: int, workdir: paths.PathLike, evaluator, f
   inference = llamo_lib.for_inference(model)
   overrides = dict(max_latents=f.max_latents or evaluator.max_motion_length // FRAMES_PER_LATENT,
                    cfg_scale=f.cfg_scale, flow_steps=f.flow_steps, exit_threshold=f.exit_threshold,
-                   flow_dtype=f.flow_dtype, backbone_dtype=f.backbone_dtype)
+                   flow_dtype=f.flow_dtype, backbone_dtype=f.backbone_dtype,
+                   start_cfg_scale=f.start_cfg_scale, start_latents=f.start_latents)
 
   # Text to motion: one seeded caption per clip; MultiModality on a seeded subset of prompts.
   prompts = [c.captions[int(rng.integers(len(c.captions)))] for c in clips]
@@ -280,6 +281,10 @@ def define_flags() -> None:
   flags.DEFINE_integer("max_latents", None, "Most latents per generated motion (default: the evaluator's "
                        "max_motion_length / 4, 49).")
   flags.DEFINE_float("cfg_scale", None, "Guidance scale (default: the run's config.sampling).")
+  flags.DEFINE_float("start_cfg_scale", None, "Guidance scale of the first --start_latents latents "
+                     "(default: the run's config.sampling).")
+  flags.DEFINE_integer("start_latents", None, "Latents sampled with --start_cfg_scale (default: the run's "
+                       "config.sampling).")
   flags.DEFINE_float("exit_threshold", None, "Exit-head probability that ends a motion (default: the run's "
                      "config.sampling).")
   flags.DEFINE_integer("flow_steps", None, "Flow ODE steps (default: the run's config.sampling).")

@@ -94,6 +94,8 @@ class _Knobs(NamedTuple):
   temperature: jax.Array
   exit_threshold: jax.Array
   min_latents: jax.Array
+  start_cfg_scale: jax.Array   # the guidance of latents 0..start_latents-1
+  start_latents: jax.Array
 
 
 class _Prefix(NamedTuple):
@@ -136,8 +138,9 @@ def _sample(model: llamo_lib.LLaMo, h: jax.Array, keys: jax.Array, count: jax.Ar
   b = keys.shape[0]
   h = h.astype(jnp.float32)
   x0 = knobs.temperature * _noise(keys, count, model.config.latent_dim)
+  cfg_scale = jnp.where(count < knobs.start_latents, knobs.start_cfg_scale, knobs.cfg_scale)
   return flow_lib.integrate_head(model.flow_head, h[:b], x0, h_uncond=h[b:] if static.guided else None,
-                                 cfg_scale=knobs.cfg_scale, steps=static.flow_steps, method=static.method)
+                                 cfg_scale=cfg_scale, steps=static.flow_steps, method=static.method)
 
 
 def prefill_branches(model: llamo_lib.LLaMo, prompt: PromptBatch, max_len: int, guided: bool
@@ -239,7 +242,8 @@ def _generate(graphdef: nnx.GraphDef, params: nnx.State, prompt: PromptBatch, ke
 def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
                      max_latents: int, cfg_scale: float | None, flow_steps: int, method: str,
                      temperature: float, exit_threshold: float, min_latents: int,
-                     flow_dtype: str, backbone_dtype: str) -> tuple[PromptBatch, _Knobs, _Static]:
+                     flow_dtype: str, backbone_dtype: str, start_cfg_scale: float | None = None,
+                     start_latents: int = 0) -> tuple[PromptBatch, _Knobs, _Static]:
   """Validates the arguments and builds the padded prompt batch."""
   if not isinstance(model, llamo_lib.LLaMo):
     raise ValueError(f"model must be a LLaMo, got {type(model).__name__}.")
@@ -258,10 +262,18 @@ def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
     raise ValueError(f"temperature must be >= 0, got {temperature}.")
   if not 0.0 <= exit_threshold <= 1.0:
     raise ValueError(f"exit_threshold is a probability in [0,1], got {exit_threshold}.")
+  if start_latents < 0:
+    raise ValueError(f"start_latents must be >= 0, got {start_latents}.")
+  if start_latents and start_cfg_scale is None:
+    raise ValueError(f"start_latents={start_latents} needs start_cfg_scale (the guidance of those latents).")
+  if start_cfg_scale is not None and cfg_scale is None:
+    raise ValueError("start_cfg_scale needs guidance (cfg_scale is None: the conditional branch alone).")
   batch = left_pad(prompts)
   mot_lib.check_capacity(np.zeros_like(batch.tokens), model.text_capacity, model.motion_capacity)
-  knobs = _Knobs(jnp.float32(1.0 if cfg_scale is None else cfg_scale), jnp.float32(temperature),
-                 jnp.float32(exit_threshold), jnp.int32(min_latents))
+  scale = 1.0 if cfg_scale is None else cfg_scale
+  knobs = _Knobs(jnp.float32(scale), jnp.float32(temperature), jnp.float32(exit_threshold),
+                 jnp.int32(min_latents), jnp.float32(scale if start_cfg_scale is None else start_cfg_scale),
+                 jnp.int32(start_latents))
   static = _Static(max_latents, cfg_scale is not None, flow_steps, method)
   return batch, knobs, static
 
@@ -300,7 +312,8 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
                     flow_steps: int = 50, method: str = "euler", temperature: float = 1.0,
                     exit_threshold: float = 0.5, min_latents: int = 1,
                     prefix_latents: np.ndarray | None = None, prefix_lengths: np.ndarray | None = None,
-                    flow_dtype: str = DEFAULT_FLOW_DTYPE, backbone_dtype: str = DEFAULT_BACKBONE_DTYPE
+                    flow_dtype: str = DEFAULT_FLOW_DTYPE, backbone_dtype: str = DEFAULT_BACKBONE_DTYPE,
+                    start_cfg_scale: float | None = None, start_latents: int = 0
                     ) -> tuple[jax.Array, jax.Array]:
   """Samples motion latents for text prompts, with a KV cache, in one jitted loop.
 
@@ -313,6 +326,8 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
     max_latents: most latents per sequence (4 frames each).
     cfg_scale: guidance weight w (v_u + w (v_c - v_u)); None samples from the
       conditional branch alone (no unconditional forward at all).
+    start_cfg_scale, start_latents: the guidance of the first start_latents latents
+      instead of cfg_scale (guidance over the motion: the start is where the text decides).
     flow_steps, method: ODE steps and "euler" | "heun".
     temperature: scale of the initial noise.
     exit_threshold, min_latents: the exit rule (module docstring).
@@ -328,7 +343,8 @@ def generate_motion(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], rng: 
   batch, knobs, static = _motion_settings(
       model, prompts, max_latents=max_latents, cfg_scale=cfg_scale, flow_steps=flow_steps,
       method=method, temperature=temperature, exit_threshold=exit_threshold,
-      min_latents=min_latents, flow_dtype=flow_dtype, backbone_dtype=backbone_dtype)
+      min_latents=min_latents, flow_dtype=flow_dtype, backbone_dtype=backbone_dtype,
+      start_cfg_scale=start_cfg_scale, start_latents=start_latents)
   graphdef, params = split_for_sampling(model, flow_dtype, backbone_dtype)
   keys = sequence_keys(rng, len(prompts))
   prefix = _prefix(model, len(prompts), max_latents, prefix_latents, prefix_lengths)

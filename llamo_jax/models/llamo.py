@@ -92,6 +92,9 @@ class LLaMoConfig(config_dataclass.FromDict):
   # the inputs the previous one left, so with 2 the second latent is predicted from a predicted first
   # one, as in free-running generation. Each costs one more forward per step.
   two_forward_passes: int = 1
+  # Weight of the first latent's flow loss (the target at [BOM], conditioned by the caption
+  # alone) against 1 for every later latent: free-running generation loses the text at the start.
+  first_latent_weight: float = 1.0
 
   def __post_init__(self):
     if isinstance(self.llama, Mapping):
@@ -111,6 +114,8 @@ class LLaMoConfig(config_dataclass.FromDict):
       raise ValueError(f"LLaMoConfig.two_forward is a probability in [0,1], got {self.two_forward}.")
     if self.two_forward_passes < 1:
       raise ValueError(f"LLaMoConfig.two_forward_passes must be >= 1, got {self.two_forward_passes}.")
+    if self.first_latent_weight <= 0:
+      raise ValueError(f"LLaMoConfig.first_latent_weight must be positive, got {self.first_latent_weight}.")
     if not 0.0 <= self.cfg_dropout < 1.0:
       raise ValueError(f"LLaMoConfig.cfg_dropout must be in [0,1), got {self.cfg_dropout}.")
 
@@ -261,8 +266,11 @@ class LLaMo(mot_lib.MoT):
     l_text = jnp.sum(ce * text_mask) / jnp.maximum(jnp.sum(text_mask), 1.0)
     h32 = h.astype(jnp.float32)
     rows = self.flow_rows(batch["flow_mask"])
+    flow_weight = batch["flow_mask"]
+    if cfg.first_latent_weight != 1.0:
+      flow_weight = flow_weight * jnp.where(batch["tokens"] == bom_id(cfg), cfg.first_latent_weight, 1.0)
     l_flow = flow_lib.flow_loss(self.flow_head, mot_lib.gather(batch["flow_targets"], rows),
-                                mot_lib.gather(h32, rows), mot_lib.gather(batch["flow_mask"], rows),
+                                mot_lib.gather(h32, rows), mot_lib.gather(flow_weight, rows),
                                 flow_rng, cfg.k_t)
     exit_mask = batch["exit_mask"].astype(jnp.float32)
     bce = optax.sigmoid_binary_cross_entropy(self.exit_logits(h32),

@@ -326,7 +326,8 @@ class LLaMoTask(task_lib.Task):
         flow_steps=s["flow_steps"], method=s["method"], temperature=s["temperature"],
         exit_threshold=s["exit_threshold"], prefix_latents=s.get("prefix_latents"),
         prefix_lengths=s.get("prefix_lengths"), flow_dtype=s["flow_dtype"],
-        backbone_dtype=s["backbone_dtype"])
+        backbone_dtype=s["backbone_dtype"], start_cfg_scale=s.get("start_cfg_scale"),
+        start_latents=s.get("start_latents", 0))
     feats = decode.decode_latents(self.vae, np.asarray(latents), np.asarray(lengths),
                                   self.latent_mean, self.latent_std)
     features = [f * self.vae_task.std + self.vae_task.mean for f in feats]

@@ -178,6 +178,30 @@ def test_cfg_scale_one_equals_conditional_sampling(model):
   assert np.abs(np.asarray(strong)[:, 0] - np.asarray(plain)[:, 0]).max() > 1e-3
 
 
+def test_start_guidance_applies_to_the_first_latents_only(model):
+  prompts = [prompt(5, 40), prompt(3, 41)]
+  kw = dict(max_latents=4, min_latents=4, **SAMPLING)
+  key = jax.random.key(6)
+  weak, _ = t2m.generate_motion(model, prompts, key, cfg_scale=1.5, **kw)
+  strong, _ = t2m.generate_motion(model, prompts, key, cfg_scale=6.0, **kw)
+  # Every latent at the start scale is sampling at that scale throughout.
+  all_start, _ = t2m.generate_motion(model, prompts, key, cfg_scale=1.5, start_cfg_scale=6.0,
+                                     start_latents=4, **kw)
+  np.testing.assert_allclose(all_start, strong, atol=1e-6)
+  # One at the start scale: the first latent is the strong sample's, a later one is neither.
+  mixed, _ = t2m.generate_motion(model, prompts, key, cfg_scale=1.5, start_cfg_scale=6.0,
+                                 start_latents=1, **kw)
+  weak, strong, mixed = map(np.asarray, (weak, strong, mixed))
+  np.testing.assert_allclose(mixed[:, 0], strong[:, 0], atol=1e-6)
+  assert np.abs(mixed[:, 0] - weak[:, 0]).max() > 1e-3
+  for other in (weak, strong):
+    assert np.abs(mixed[:, 2] - other[:, 2]).max() > 1e-4
+  with pytest.raises(ValueError, match="start_latents=2 needs start_cfg_scale"):
+    t2m.generate_motion(model, prompts, key, cfg_scale=1.5, start_latents=2, **kw)
+  with pytest.raises(ValueError, match="start_cfg_scale needs guidance"):
+    t2m.generate_motion(model, prompts, key, cfg_scale=None, start_cfg_scale=3.0, start_latents=1, **kw)
+
+
 def test_bfloat16_flow_stays_close_to_float32_and_leaves_the_model_float32(model):
   prompts = [prompt(5, 60), prompt(7, 61)]
   kw = dict(max_latents=3, cfg_scale=2.5, min_latents=3, **SAMPLING)

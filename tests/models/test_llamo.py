@@ -170,6 +170,22 @@ def test_creates_sharded_on_a_tensor_parallel_mesh():
   assert len(model.layers.motion.q.kernel[...].sharding.device_set) == 8
 
 
+def test_first_latent_weight_weights_the_flow_target_at_bom():
+  """first_latent_weight=w: the flow loss is (w e_0 + e_1 + ... + e_K-1) / (w + K - 1), e_0 the
+  first latent's error (the target at [BOM], position 4 of make_batch)."""
+  batch, key = make_batch(), jax.random.key(3)
+  model = LLaMo(CFG, rngs=nnx.Rngs(0))
+  plain = float(loss_fn(model, batch, key)[1]["flow_loss"])
+  first_only = dict(batch, flow_mask=batch["flow_mask"].at[:, 5:].set(0))
+  e0 = float(loss_fn(model, first_only, key)[1]["flow_loss"])
+  model.config = dataclasses.replace(CFG, first_latent_weight=4.0)
+  weighted = float(loss_fn(model, batch, key)[1]["flow_loss"])
+  np.testing.assert_allclose(weighted, (4 * e0 + 4 * plain - e0) / 7, rtol=1e-5)
+  assert abs(weighted - plain) > 1e-4
+  with pytest.raises(ValueError, match="first_latent_weight must be positive"):
+    dataclasses.replace(CFG, first_latent_weight=0.0)
+
+
 def test_teacher_forcing_noise_fixed_or_drawn_per_sequence():
   """sigma_tf_schedule: "fixed" noises every sequence's latents with std sigma_tf; "uniform" draws
   each sequence's std from U(0, sigma_tf)."""
