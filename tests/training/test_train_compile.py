@@ -138,8 +138,10 @@ def test_tpu_topology_compile_and_multislice():
   """A tiny LM on a 4-chip v5e slice, and on two of them (replica across slices)."""
   config = tiny_lm(replica=1, fsdp=-1)
   one = aot.compile_report(config, tasks.get_task, hardware.tpu_devices("v5e-4"), topology="v5e-4",
-                           search_batch=False, flops=False)
+                           search_batch=False)
   assert one["device_kind"].startswith("TPU v5") and one["num_devices"] == 4
+  # libtpu takes step_flops' compiler options (train_step.TPU_FLOP_COUNT_OPTIONS): no loops left.
+  assert one["flops_per_device"] > 0 and one["flops_lower_bound"] is False
   assert one["mesh"] == {"replica": 1, "data": 1, "fsdp": 4, "tensor": 1}
   assert one["state_bytes_per_device"]["params"] == expected_param_bytes_per_device(config, fsdp=4)
   assert one["hbm_bytes_per_device"]["capacity"] == 16 * hardware.GiB and one["fits"] is True
