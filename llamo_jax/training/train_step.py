@@ -8,10 +8,11 @@ body once, so a step with scanned layers (scan_layers) or gradient accumulation 
 microbatches) is undercounted. `step_flops` compiles the same step with 1 and 2 unscanned
 layers and one microbatch instead: FLOPs(L) = f1 + (L-1)(f2-f1), times the microbatches
 (remat recomputation included: the FLOPs XLA executes). The trainer (its logged MFU) and
-train_compile (its report) both use it. The partitioner can still add loops of its own
-(e.g. collective matmuls over FSDP all-gathers on some TPU meshes): `step_flops` counts the
-while loops left in its compiles (`compiled_loops`), and where there are any its figure is a
-lower bound.
+train_compile (its report) both use it. On TPU the partitioner can add loops of its own
+(windowed einsums: FSDP all-gathers and reduce-scatters fused with their matmuls, seen on
+v5p-64), so the variants are compiled without them (`TPU_FLOP_COUNT_OPTIONS`). `step_flops`
+counts the while loops still left in its compiles (`compiled_loops`), and where there are any
+its figure is a lower bound.
 """
 from __future__ import annotations
 
