@@ -281,10 +281,9 @@ def define_flags() -> None:
   flags.DEFINE_integer("max_latents", None, "Most latents per generated motion (default: the evaluator's "
                        "max_motion_length / 4, 49).")
   flags.DEFINE_float("cfg_scale", None, "Guidance scale (default: the run's config.sampling).")
-  flags.DEFINE_float("start_cfg_scale", None, "Guidance scale of the first --start_latents latents "
-                     "(default: the run's config.sampling).")
-  flags.DEFINE_integer("start_latents", None, "Latents sampled with --start_cfg_scale (default: the run's "
-                       "config.sampling).")
+  flags.DEFINE_float("start_cfg_scale", None, "Guidance scale of the first --start_latents latents (give "
+                     "both; default: --cfg_scale throughout).")
+  flags.DEFINE_integer("start_latents", None, "Latents sampled with --start_cfg_scale.")
   flags.DEFINE_float("exit_threshold", None, "Exit-head probability that ends a motion (default: the run's "
                      "config.sampling).")
   flags.DEFINE_integer("flow_steps", None, "Flow ODE steps (default: the run's config.sampling).")

@@ -264,8 +264,9 @@ def _motion_settings(model: llamo_lib.LLaMo, prompts: Sequence[np.ndarray], *,
     raise ValueError(f"exit_threshold is a probability in [0,1], got {exit_threshold}.")
   if start_latents < 0:
     raise ValueError(f"start_latents must be >= 0, got {start_latents}.")
-  if start_latents and start_cfg_scale is None:
-    raise ValueError(f"start_latents={start_latents} needs start_cfg_scale (the guidance of those latents).")
+  if (start_latents == 0) != (start_cfg_scale is None):
+    raise ValueError(f"Pass start_cfg_scale and start_latents >= 1 together (the guidance of the first "
+                     f"latents), got start_cfg_scale={start_cfg_scale}, start_latents={start_latents}.")
   if start_cfg_scale is not None and cfg_scale is None:
     raise ValueError("start_cfg_scale needs guidance (cfg_scale is None: the conditional branch alone).")
   batch = left_pad(prompts)

@@ -196,8 +196,9 @@ def test_start_guidance_applies_to_the_first_latents_only(model):
   assert np.abs(mixed[:, 0] - weak[:, 0]).max() > 1e-3
   for other in (weak, strong):
     assert np.abs(mixed[:, 2] - other[:, 2]).max() > 1e-4
-  with pytest.raises(ValueError, match="start_latents=2 needs start_cfg_scale"):
-    t2m.generate_motion(model, prompts, key, cfg_scale=1.5, start_latents=2, **kw)
+  for given in (dict(start_latents=2), dict(start_cfg_scale=3.0)):
+    with pytest.raises(ValueError, match="Pass start_cfg_scale and start_latents >= 1 together"):
+      t2m.generate_motion(model, prompts, key, cfg_scale=1.5, **given, **kw)
   with pytest.raises(ValueError, match="start_cfg_scale needs guidance"):
     t2m.generate_motion(model, prompts, key, cfg_scale=None, start_cfg_scale=3.0, start_latents=1, **kw)
 
