@@ -87,6 +87,8 @@ def _all_finite(tree: Any) -> jax.Array:
   """Whether every float leaf of `tree` is free of NaN/inf (one fused reduction)."""
   flags = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
   return jnp.stack(flags).all() if flags else jnp.asarray(True)
+
+
 def compile_train_step(config: ml_collections.ConfigDict, task: Task, stage: Stage, graphdef: nnx.GraphDef,
                        tx: optax.GradientTransformation, schedule: optax.Schedule, state: Any,
                        batch: dict[str, Any], mesh: jax.sharding.Mesh, rules: sharding.Rules,
