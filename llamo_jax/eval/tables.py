@@ -48,12 +48,17 @@ def m2t_table(rows: dict[str, dict]) -> str:
 
 def agreement_table(rows: dict[str, dict]) -> str:
   """rows: {row name: {"attributes": {split: attribute_accuracy}, "length": length_agreement}} -> markdown,
-  one line per row and split, then accuracy per action (percent)."""
-  lines = ["| | split | segments | clips | length within 25% | per action |", "|---|---|---:|---:|---:|---|"]
+  one line per row and split, then accuracy per action and per check (the attribute checked; percent)."""
+  lines = ["| | split | segments | clips | length within 25% | per action | per check |",
+           "|---|---|---:|---:|---:|---|---|"]
+
+  def groups(acc, name):
+    return ", ".join(f"{k} {100 * v['accuracy']:.0f} ({v['count']})" for k, v in acc.get(name, {}).items())
+
   for row, entry in rows.items():
     for split, acc in entry.get("attributes", {}).items():
       length = entry.get("length", {}).get("within") if split != "zeroshot" else None
-      per_action = ", ".join(f"{a} {100 * v['accuracy']:.0f} ({v['count']})" for a, v in acc["per_action"].items())
       lines.append(f"| {row} | {split} | {100 * acc['segments']:.1f} | {100 * acc['clips']:.1f} | "
-                   f"{NOT_COMPUTED if length is None else f'{100 * length:.1f}'} | {per_action} |")
+                   f"{NOT_COMPUTED if length is None else f'{100 * length:.1f}'} | {groups(acc, 'per_action')} | "
+                   f"{groups(acc, 'per_check')} |")
   return "\n".join(lines) + "\n"

@@ -116,6 +116,22 @@ def test_attribute_accuracy_of_real_motions_is_high_and_of_mismatched_low(corpus
   assert action_checks.attribute_accuracy([joints[0]], [{}], FPS) == {}
 
 
+def test_attribute_accuracy_per_check_names_the_attribute_that_fails():
+  joints, rec = _clip("walk", direction="forward", side=None)
+  seg = {"action": "walk", "direction": "forward", "distance": 1.0, "start": 0, "end": len(joints)}
+  right = {"num_frames": len(joints), "segments": [seg]}
+  backward = {"num_frames": len(joints), "segments": [{**seg, "direction": "backward"}]}
+  got = action_checks.attribute_accuracy([joints, joints], [right, backward], FPS)
+  assert got["segments"] == 0.5 and got["per_action"] == {"walk": {"accuracy": 0.5, "count": 2}}
+  # The backward record fails on its direction only: the distance is still walked.
+  assert got["per_check"] == {"direction": {"accuracy": 0.5, "count": 2},
+                              "distance": {"accuracy": 1.0, "count": 2}}
+  # A window too short to measure fails every check of its segment.
+  short = action_checks.attribute_accuracy([joints[:1]], [right], FPS)
+  assert short["per_check"] == {"direction": {"accuracy": 0.0, "count": 1},
+                                "distance": {"accuracy": 0.0, "count": 1}}
+
+
 def test_caption_recall_counts_every_action_and_the_first():
   named = [[("turn", True), ("punch", False)], [("walk", False)], [], [("jump", True), ("squat", True)]]
   got = action_checks.caption_recall(named)
