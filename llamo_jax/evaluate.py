@@ -153,6 +153,7 @@ def evaluate_llamo(task, model, step: int, workdir: paths.PathLike, evaluator, f
   inference = llamo_lib.for_inference(model)
   overrides = dict(max_latents=f.max_latents or evaluator.max_motion_length // FRAMES_PER_LATENT,
                    cfg_scale=f.cfg_scale, flow_steps=f.flow_steps, exit_threshold=f.exit_threshold,
+                   temperature=f.temperature,
                    flow_dtype=f.flow_dtype, backbone_dtype=f.backbone_dtype,
                    start_cfg_scale=f.start_cfg_scale, start_latents=f.start_latents)
 
@@ -287,6 +288,8 @@ def define_flags() -> None:
   flags.DEFINE_float("exit_threshold", None, "Exit-head probability that ends a motion (default: the run's "
                      "config.sampling).")
   flags.DEFINE_integer("flow_steps", None, "Flow ODE steps (default: the run's config.sampling).")
+  flags.DEFINE_float("temperature", None, "Scale of the noise each latent's ODE starts from (default: the "
+                     "run's config.sampling).")
   flags.DEFINE_enum("flow_dtype", None, flow_lib.COMPUTE_DTYPES, "Matmul dtype of the flow ODE (default: the "
                     "run's config.sampling).")
   flags.DEFINE_enum("backbone_dtype", None, flow_lib.COMPUTE_DTYPES, "Matmul dtype of the backbone's "

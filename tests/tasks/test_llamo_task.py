@@ -234,7 +234,9 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   task, model, step = tasks.restore_for_eval(llamo_config(demo), workdir)
   flags = types.SimpleNamespace(evaluator="fake", reference=str(reference), split="test", crop="protocol",
                                 num_repeats=2, regenerate=True, seed=0, batch_size=48, max_clips=None, max_latents=4,
-                                cfg_scale=None, flow_steps=None, exit_threshold=None, mm_prompts=2, mm_samples=10,
+                                cfg_scale=None, flow_steps=None, exit_threshold=None, temperature=None,
+                                flow_dtype=None, backbone_dtype=None, start_cfg_scale=None, start_latents=None,
+                                mm_prompts=2, mm_samples=10,
                                 max_caption_tokens=4, bertscore_model=None, continuations=["2"])
   out = tmp_path / "run"
   out.mkdir()
@@ -246,6 +248,8 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   assert "multimodality" in llamo["t2m"] and "multimodality" not in real["t2m"]
   assert llamo["protocol"]["regenerated"] and not real["protocol"]["regenerated"]
   assert real["attributes"]["test"]["segments"] > 0.9 and "per_action" in llamo["attributes"]["test"]
+  assert real["attributes"]["test"]["per_check"] and set(llamo["attributes"]["test"]["per_check"]) <= {
+      "direction", "turn_side", "side", "seated_change", "pose", "lean", "twist", "hands", "count", "distance", "angle"}
   assert set(llamo["physical"]) == {"foot_skating", "peak_jerk", "auj", "penetration_mm", "floating_mm"}
   assert real["length"] == {"within": 1.0, "median_ratio": 1.0} and 0 <= llamo["length"]["within"] <= 1
   m2t = json.loads((out / "eval_m2t.json").read_text())
