@@ -117,7 +117,7 @@ def test_attribute_accuracy_of_real_motions_is_high_and_of_mismatched_low(corpus
 
 
 def test_attribute_accuracy_per_check_names_the_attribute_that_fails():
-  joints, rec = _clip("walk", direction="forward", side=None)
+  joints, _ = _clip("walk", direction="forward", side=None)
   seg = {"action": "walk", "direction": "forward", "distance": 1.0, "start": 0, "end": len(joints)}
   right = {"num_frames": len(joints), "segments": [seg]}
   backward = {"num_frames": len(joints), "segments": [{**seg, "direction": "backward"}]}
