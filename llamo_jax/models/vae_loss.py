@@ -1,10 +1,13 @@
 """Training loss of the causal motion VAE.
 
   loss = w_recon * recon + w_root * root + w_kl * kl + w_joints * joints
+         + w_joint_vel * joint_vel
 
-  recon  elementwise smooth L1 (beta 1, as the T2M-GPT family of motion VQ-VAEs)
-         or L2 between decoded and target normalised features, mean over valid
-         frames and feature dims. (MotionStreamer itself uses the sigma-VAE
+  recon  elementwise smooth L1 (beta 1, as the T2M-GPT family of motion VQ-VAEs),
+         L1 or L2 between decoded and target normalised features, mean over valid
+         frames and feature dims. Smooth L1 is quadratic below one standard
+         deviation, so small errors (a hand a few cm off) get little gradient;
+         L1 weighs them as much as large ones. (MotionStreamer itself uses the sigma-VAE
          optimal-sigma Gaussian NLL; not offered here.)
   root   the same on the root dims only (hml263: dims 0:4, yaw velocity, xz
          velocity, height; mm272: dims 0:8, xz velocity + 6D heading change),
@@ -18,6 +21,10 @@
   joints mean |joints(pred) - joints(target)| (L1, metres) over valid frames,
          22 joints and xyz, after denormalising with the dataset mean/std and
          the representation's differentiable features -> joints path.
+  joint_vel  mean |dpred - dtarget| (L1, metres per frame) of the same joints'
+         frame-to-frame displacement, over pairs of valid frames: fast limb
+         motion (a clap, a kick) is a small share of the positions but most of
+         the velocity. Needs the joint path (w_joints or w_joint_vel > 0).
 
 A latent is valid when any of its 4 frames is valid. Metrics: every term,
 the total, and `mpjpe_mm` (mean joint position error in mm, not differentiated).
@@ -35,18 +42,19 @@ from llamo_jax.core import config_dataclass
 from llamo_jax.models.motion_vae import FRAMES_PER_LATENT, VAEOutput
 from llamo_jax.motion import representation as representation_lib
 
-RECON_KINDS = ("smooth_l1", "l2")
+RECON_KINDS = ("smooth_l1", "l1", "l2")
 
 
 @dataclasses.dataclass(frozen=True)
 class VAELossConfig(config_dataclass.FromDict):
   """Weights and kinds of the VAE loss terms (hashable)."""
   representation: str = "hml263"  # "hml263" | "mm272": root dims and features -> joints
-  recon: str = "smooth_l1"        # "smooth_l1" | "l2", on normalised features
+  recon: str = "smooth_l1"        # "smooth_l1" | "l1" | "l2", on normalised features
   w_recon: float = 1.0
   w_root: float = 7.0
   w_kl: float = 1e-4
   w_joints: float = 1.0           # 0 disables the joint term (no mean/std needed then)
+  w_joint_vel: float = 0.0        # the joints' frame-to-frame displacement (L1)
 
   def __post_init__(self):
     if self.representation not in representation_lib.NAMES:
@@ -54,7 +62,7 @@ class VAELossConfig(config_dataclass.FromDict):
                        f"{sorted(representation_lib.NAMES)}.")
     if self.recon not in RECON_KINDS:
       raise ValueError(f"VAELossConfig.recon={self.recon!r} is not one of {RECON_KINDS}.")
-    for name in ("w_recon", "w_root", "w_kl", "w_joints"):
+    for name in ("w_recon", "w_root", "w_kl", "w_joints", "w_joint_vel"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
         raise ValueError(f"VAELossConfig.{name} must be a float >= 0, got {value!r}.")
@@ -64,6 +72,8 @@ def _elementwise(kind: str, pred: jax.Array, target: jax.Array) -> jax.Array:
   diff = pred.astype(jnp.float32) - target.astype(jnp.float32)
   if kind == "l2":
     return diff * diff
+  if kind == "l1":
+    return jnp.abs(diff)
   a = jnp.abs(diff)  # smooth L1 with beta = 1 (PyTorch SmoothL1Loss's default)
   return jnp.where(a < 1.0, 0.5 * diff * diff, a - 0.5)
 
@@ -104,11 +114,11 @@ class VAELoss:
     self.dim = rep.dim
     self.root_dims = rep.root_dims
     self.to_joints = None
-    if cfg.w_joints > 0:
+    if cfg.w_joints > 0 or cfg.w_joint_vel > 0:
       if feature_mean is None or feature_std is None:
-        raise ValueError("VAELossConfig.w_joints > 0 needs the dataset feature_mean and "
-                         "feature_std (to denormalise before features -> joints); pass them or "
-                         "set w_joints=0.")
+        raise ValueError("VAELossConfig.w_joints or w_joint_vel > 0 needs the dataset feature_mean "
+                         "and feature_std (to denormalise before features -> joints); pass them or "
+                         "set both to 0.")
       self.feature_mean = jnp.asarray(feature_mean, jnp.float32)
       self.feature_std = jnp.asarray(feature_std, jnp.float32)
       for name, value in (("feature_mean", self.feature_mean), ("feature_std", self.feature_std)):
@@ -152,5 +162,11 @@ class VAELoss:
       metrics["joints"] = joints
       metrics["mpjpe_mm"] = 1000.0 * _masked_mean(dist, mask)
       loss = loss + cfg.w_joints * joints
+      if cfg.w_joint_vel > 0:
+        valid = mask.astype(bool)
+        pairs = valid[:, 1:] & valid[:, :-1]
+        vel_diff = (pred_j[:, 1:] - pred_j[:, :-1]) - (true_j[:, 1:] - true_j[:, :-1])
+        metrics["joint_vel"] = _masked_mean(jnp.abs(vel_diff), pairs)
+        loss = loss + cfg.w_joint_vel * metrics["joint_vel"]
     metrics["loss"] = loss
     return loss, metrics

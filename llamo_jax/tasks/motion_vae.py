@@ -9,8 +9,10 @@ reads the base `data` config, so its numbers compare across stages.
 """
 from __future__ import annotations
 
+import json
 from typing import Iterator
 
+from etils import epath
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -19,6 +21,7 @@ from flax import nnx
 
 from llamo_jax.data import pipeline as motion_pipeline
 from llamo_jax.data import prepare
+from llamo_jax.eval import action_checks
 from llamo_jax.eval import motion_metrics
 from llamo_jax.models import vae_loss
 from llamo_jax.models.motion_vae import MotionVAE, MotionVAEConfig, num_latents
@@ -117,7 +120,11 @@ class MotionVAETask(task_lib.Task):
     """Reconstruction metrics over a whole split, one pass, clips cropped to `max_len` frames.
 
     Returns (mean metrics incl. latent statistics and the MPJPE per 64-frame window of
-    frame positions, where root drift shows; per-clip metrics).
+    frame positions, where root drift shows; per-clip metrics). On the synthetic corpus
+    (`data.corpus.dir` holds attribute records) also whether each reconstruction still does
+    what its clip's record says (`eval/action_checks.py`): `attribute_segments`,
+    `attribute_clips` and `attribute_ACTION` (share of segments passing), over the clips
+    evaluated whole (not cropped by `max_len`).
     """
     eval_config = self.config.copy_and_resolve_references()
     with eval_config.unlocked():
@@ -126,7 +133,7 @@ class MotionVAETask(task_lib.Task):
       eval_config.data.random_length = False
     loader = motion_pipeline.make_motion_loader(
         eval_config, split, seed=0, process_index=0, process_count=1, num_epochs=1)
-    per_clip, latents, errors = [], [], []
+    per_clip, latents, errors, recon_joints = [], [], [], {}
     for i, batch in enumerate(loader):
       if max_batches is not None and i >= max_batches:
         break
@@ -137,13 +144,43 @@ class MotionVAETask(task_lib.Task):
         per_clip.append(dict(motion_metrics.reconstruction_metrics(p, t, self.representation.fps),
                              clip_id=str(batch["clip_id"][j]), frames=len(t)))
         latents.append(z[j, :num_latents(len(t))])
+        recon_joints[str(batch["clip_id"][j])] = p
     if not per_clip:
       raise ValueError(f"split {split!r} of {self.config.data.path} has no examples.")
     numeric = [k for k, v in per_clip[0].items() if isinstance(v, float)]
     summary = {k: float(np.mean([m[k] for m in per_clip])) for k in numeric}
     summary.update(motion_metrics.mpjpe_by_window_mm(errors, 64))
     summary.update(latent_statistics(latents), clips=float(len(per_clip)))
+    summary.update(self._attribute_agreement(recon_joints))
     return summary, per_clip
+
+  def _attribute_agreement(self, joints: dict[str, np.ndarray]) -> dict[str, float]:
+    """Attribute accuracy of reconstructed joints {clip_id: [T,22,3]} against the corpus's
+    attribute records ({} without a corpus or records); clips cut short by `max_len` are left out."""
+    corpus = self.config.data.get("corpus", None)
+    folder = epath.Path(corpus.dir) / "attributes" if corpus is not None else None
+    if folder is None or not folder.is_dir():
+      return {}
+    motions, records = [], []
+    for clip_id, clip in joints.items():
+      path = folder / f"{clip_id}.json"
+      if not path.is_file():
+        continue
+      record = json.loads(path.read_text())
+      # The record counts joint frames, one more than feature frames; the crop to a multiple of
+      # crop_multiple may drop a few more (at most crop_multiple - 1: the clip is still whole).
+      cut = record.get("num_frames", len(clip) + 1) - 1 - len(clip)
+      if cut >= self.config.data.crop_multiple:
+        continue
+      motions.append(clip)
+      records.append(record)
+    acc = action_checks.attribute_accuracy(motions, records, self.representation.fps) if motions else {}
+    if not acc:
+      return {}
+    out = {"attribute_segments": acc["segments"], "attribute_clips": acc["clips"],
+           "attribute_num_clips": float(acc["num_clips"])}
+    out.update({f"attribute_{a}": v["accuracy"] for a, v in acc["per_action"].items()})
+    return out
 
   def evaluate(self, model, step, writer):
     """Reconstruction metrics over `eval_batches` validation batches, and rendered examples."""

@@ -250,3 +250,32 @@ def test_a_few_optax_steps_reduce_the_loss():
   losses = [float(step(m, opt, jax.random.key(i))[0]) for i in range(20)]
   assert np.all(np.isfinite(losses))
   assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_joint_velocity_term_sees_motion_not_offsets():
+  """w_joint_vel: L1 of the joints' frame-to-frame displacement over pairs of valid frames; a
+  constant offset costs the joint term but not the velocity term; 'l1' recon is mean |diff|."""
+  def to_joints(f):  # the first 66 dims as 22 joints (a stand-in for the features -> joints path)
+    return f[..., :66].reshape(f.shape[:-1] + (22, 3))
+
+  target = jax.random.normal(jax.random.key(0), (2, 6, 263))
+  mask = jnp.ones((2, 6), bool).at[1, 4:].set(False)
+  cfg = VAELossConfig(recon="l1", w_root=0.0, w_kl=0.0, w_joints=1.0, w_joint_vel=2.0)
+  loss_fn = VAELoss(cfg, np.zeros(263), np.ones(263), to_joints=to_joints)
+
+  def run(recon):
+    out = mv.VAEOutput(recon=recon, mean=jnp.zeros((2, 2, 4)), latent=jnp.zeros((2, 2, 4)), indices=None)
+    return loss_fn(out, target, mask)
+
+  loss, m = run(target + 0.3)
+  np.testing.assert_allclose([m["recon"], m["joints"], m["joint_vel"]], [0.3, 0.3, 0.0], atol=1e-6)
+  np.testing.assert_allclose(loss, 0.6, rtol=1e-5)
+  # One frame of one joint moved by 1: two displacements change, in 3 of the 66 x 9 pair-values
+  # (clip 0: 5 pairs, clip 1: 3 pairs of valid frames); the masked tail of clip 1 is ignored.
+  bumped = target.at[0, 2, 0].add(1.0).at[1, 5, :].add(100.0)
+  _, m = run(bumped)
+  np.testing.assert_allclose(m["joint_vel"], 2.0 / (8 * 66), rtol=1e-5)
+  with pytest.raises(ValueError, match="w_joint_vel must be a float >= 0"):
+    VAELossConfig(w_joint_vel=-1.0)
+  with pytest.raises(ValueError, match="needs the dataset feature_mean"):
+    VAELoss(VAELossConfig(w_joints=0.0, w_joint_vel=1.0))

@@ -9,6 +9,7 @@ from llamo_jax.tasks import latents as latents_lib
 from llamo_jax.training import stages
 from llamo_jax.data import pipeline as motion_pipeline
 from llamo_jax.data import records
+from llamo_jax.synthetic import program
 from helpers import load_config, override, scalars, tags
 
 @pytest.fixture(scope="module")
@@ -67,6 +68,12 @@ def test_train_resume_evaluate_encode(vae_data, tmp_path, monkeypatch):
   assert summary["mpjpe_mm"] > 0 and summary["latent_dims"] == 32
   windows = [k for k in summary if k.startswith("mpjpe_mm_frames_")]
   assert windows and windows[0].startswith("mpjpe_mm_frames_0_") and summary[windows[0]] > 0
+  # The corpus's attribute records: do the reconstructions still do what each clip's record says?
+  # (Clips longer than the 48-frame crop are left out; max_len=196 keeps every clip whole.)
+  summary, per_clip = task.evaluate_split(model, "val", max_len=196)
+  assert summary["attribute_num_clips"] == len(per_clip)
+  assert 0.0 <= summary["attribute_segments"] <= 1.0 and 0.0 <= summary["attribute_clips"] <= 1.0
+  assert any(k.startswith("attribute_") and k[10:] in program.ALL_ACTIONS for k in summary)
 
   # evaluate --motion: one clip's joints (.npy) -> its metrics and a filmstrip; a bad shape is named.
   from PIL import Image
