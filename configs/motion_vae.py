@@ -8,8 +8,9 @@ and keys latent (16|32|64), quantizer (continuous|fsq), rep (hml263|mm272), corp
 synthetic corpus's action set, llamo_jax/synthetic/program.py ACTION_SETS; wide adds crouch, kneel,
 bend / pick up, stretch and arm gestures, in its own folders), layout (target|human: the rig's rest
 layout, llamo_jax/synthetic/rig.py LAYOUTS; human puts the hips below the pelvis and the collars
-above spine3, in its own folders). On first use the synthetic corpus
-(data.corpus) and its records (data.path) are built.
+above spine3, in its own folders), joint_vel (a weight for the loss's joint-velocity term,
+models/vae_loss.py; the key exists only when given, so runs trained before it still resume). On
+first use the synthetic corpus (data.corpus) and its records (data.path) are built.
 
 :tiny trains in two stages (a length curriculum): 64-frame crops, then whole clips (up to 196
 frames) for the last twelfth of total_steps, with a fresh AdamW at a lower peak lr. The short
@@ -26,7 +27,7 @@ from llamo_jax.motion import representation as representation_lib
 
 def get_config(arg=None):
   preset, extra = parse_arg(arg, "motion_vae", ("tiny", "paper"),
-                             ("latent", "quantizer", "rep", "corpus", "layout"))
+                             ("latent", "quantizer", "rep", "corpus", "layout", "joint_vel"))
   rep = extra.get("rep", "hml263")
   if rep not in representation_lib.NAMES:
     raise ValueError(f"rep={rep!r}: choose {' or '.join(representation_lib.NAMES)}.")
@@ -49,6 +50,8 @@ def get_config(arg=None):
   config.model = ml_collections.ConfigDict(model)
   config.loss = ml_collections.ConfigDict(dict(
       w_recon=1.0, w_root=7.0, w_kl=1e-4, w_joints=1.0, recon="smooth_l1"))
+  if "joint_vel" in extra:
+    config.loss.w_joint_vel = float(extra["joint_vel"])
 
   config.data = ml_collections.ConfigDict()
   config.data.corpus = ml_collections.ConfigDict(dict(

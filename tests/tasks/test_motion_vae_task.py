@@ -107,3 +107,9 @@ def test_train_resume_evaluate_encode(vae_data, tmp_path, monkeypatch):
   enc = records.decode(latents.data_source("val")[0])
   assert enc["clip_id"] == rec["clip_id"] and enc["captions"] == rec["captions"]
   assert enc["features"].shape == (-(-rec["length"] // 4), 32)
+
+
+def test_joint_vel_arg_sets_the_loss_key_only_when_given():
+  assert load_config("motion_vae", "tiny,joint_vel=5").loss.w_joint_vel == 5.0
+  # Absent otherwise: configs of runs trained before the key still match (resume).
+  assert "w_joint_vel" not in load_config("motion_vae", "tiny").loss
