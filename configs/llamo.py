@@ -6,7 +6,8 @@ PRESET: demo (tiny, CPU minutes; used by configs/demo.py) | smollm2 (SmolLM2-135
 1b | 3b | 8b (Llama 3.2 1B / 3B, Llama 3.1 8B: the paper's hyperparameters).
 Keys: pretrained (dir from `python -m llamo_jax.import_llm`), lm_workdir (an LM run exported
 to `pretrained` on first use), vae_workdir (a motion VAE run; its latents are encoded on first
-use), mesh (cpu | gpu8 | tpu: mesh and sharding preset; default per PRESET).
+use), mesh (cpu | gpu8 | tpu: mesh and sharding preset; default per PRESET), mirror (1: add
+every train clip's left/right mirror to the latents, config.data.mirror).
 Stages: align (adapter + flow head, T2M:M2T 1:1) -> joint (motion expert and heads,
 per-module lr, T2M:M2T 4:1) -> anneal (heads only, T2M only, static clips dropped).
 """
@@ -37,7 +38,8 @@ def _mesh(name):
 
 
 def get_config(arg=None):
-  preset, extra = parse_arg(arg, "llamo", _LLAMA_PRESETS, ("pretrained", "lm_workdir", "vae_workdir", "mesh"))
+  preset, extra = parse_arg(arg, "llamo", _LLAMA_PRESETS, ("pretrained", "lm_workdir", "vae_workdir", "mesh",
+                                                                      "mirror"))
   demo = preset == "demo"
   paper = preset in ("1b", "3b", "8b")
 
@@ -85,6 +87,13 @@ def get_config(arg=None):
       latents="",                   # default: VAE_WORKDIR/latents/<records name>_latents
       seq_len=seq_len, batch_size=16 if demo else 128, max_motion_tokens=50, static_speed=0.05,
       worker_count=0))
+  if extra.get("mirror", "0") not in ("0", "1"):
+    raise ValueError(f"mirror={extra['mirror']!r}: 1 or 0.")
+  if extra.get("mirror") == "1":  # the key only when asked, so runs trained before it still resume
+    # Every train clip's left/right mirror (left and right swapped in its captions) joins the
+    # latents, encoded by the VAE as trained (records <records name>_mirror, built on first use).
+    # Not in the demo: it scored lower (BENCHMARKS.md, "Smaller batches, mirrored clips").
+    config.data.mirror = True
 
   # ---------------------------------------------------------------- stages (docs/design.md, Staged recipe)
   config.optimizer = ml_collections.ConfigDict(dict(

@@ -7,7 +7,9 @@ Config keys (see configs/llamo.py):
   model              LLaMoConfig fields (latent_dim 0 = the VAE's) and `llama` run-time
                      overrides of the pretrained config (dtype, scan_layers, remat_policy, ...)
   data               latents (latent records; default VAE_WORKDIR/latents/NAME, encoded on first
-                     use), seq_len, batch_size (global), max_motion_tokens, static_speed
+                     use), mirror (encode the VAE run's records with every train clip's left/right
+                     mirror added, built on first use as NAME_mirror; the VAE is not retrained),
+                     seq_len, batch_size (global), max_motion_tokens, static_speed
   stage_order, stages.NAME {steps, trainable (default NAME: align|joint|anneal), mix
                      {t2m, m2t, text weights}, drop_static, optimizer overrides}
   sampling           prompts, num_captions, max_latents, flow_steps, method, flow_dtype,
@@ -36,6 +38,7 @@ from jax.experimental import multihost_utils
 
 from llamo_jax.convert import pretrained
 from llamo_jax.core import paths
+from llamo_jax.data import prepare
 from llamo_jax.data import records
 from llamo_jax.data import sequences
 from llamo_jax.data.tokenizer import Tokenizer
@@ -100,8 +103,8 @@ class LLaMoTask(task_lib.Task):
     logging.info("motion VAE %s at step %d", cfg.vae.workdir, vae_step)
     self.representation = self.vae_task.representation
     latents_dir = epath.Path(self.latents_path)
+    data_path = self._motion_records()  # every process: building mirrored records syncs them
     if jax.process_index() == 0 and not (latents_dir / records.META_FILE).exists():
-      data_path = epath.Path(self.vae_config.data.path)
       latents_lib.encode_dataset(self.vae_task, self.vae, data_path, latents_dir.parent, latents_dir.name)
       logging.info("encoded %s into latent records %s", data_path, latents_dir)
     multihost_utils.sync_global_devices("llamo_latents")
@@ -159,8 +162,31 @@ class LLaMoTask(task_lib.Task):
   def latents_path(self) -> str:
     if self.config.data.get("latents", ""):
       return self.config.data.latents
-    name = epath.Path(self.vae_config.data.path).name  # set in prepare
+    name = epath.Path(self._motion_records_path()).name
     return str(epath.Path(self.config.vae.workdir) / "latents" / f"{name}_latents")
+
+  def _motion_records_path(self) -> str:
+    """The motion records the latents encode: the VAE run's (data.path), or with data.mirror and a VAE
+    trained without mirroring, their twin NAME_mirror beside them."""
+    vae_data = self.vae_config.data
+    if not self.config.data.get("mirror", False) or vae_data.get("mirror", False):
+      return str(vae_data.path)
+    return str(vae_data.path).rstrip("/") + "_mirror"
+
+  def _motion_records(self) -> epath.Path:
+    """`_motion_records_path`, the mirrored twin built from the VAE run's corpus on first use."""
+    path = self._motion_records_path()
+    vae_data = self.vae_config.data
+    if path == str(vae_data.path):
+      return epath.Path(path)
+    if "corpus" not in vae_data:
+      raise ValueError(f"config.data.mirror builds mirrored records from the VAE run's synthetic corpus, but "
+                       f"the VAE run at {self.config.vae.workdir} reads {vae_data.path} without one; build "
+                       "them with `python -m data_pipelines.build_records --mirror`, encode them with "
+                       "`python -m llamo_jax.encode_motion` and set config.data.latents, or train the VAE "
+                       "with data.mirror=True.")
+    corpus_dir = prepare.ensure_synthetic_corpus(vae_data.corpus)
+    return prepare.ensure_records(corpus_dir, path, vae_data.representation, mirror=True)
 
   def make_model(self, rngs: nnx.Rngs) -> nnx.Module:
     return llamo_lib.LLaMo(self.model_config, rngs=rngs)

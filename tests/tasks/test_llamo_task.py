@@ -25,6 +25,8 @@ from llamo_jax.convert import pretrained
 from llamo_jax import tasks
 from llamo_jax.models import llamo as llamo_lib
 from llamo_jax.tasks import llamo as llamo_task
+from llamo_jax.core import sharding
+from llamo_jax.data import records
 from llamo_jax.training import runs
 from helpers import load_config, override, run_without_jax, scalars, tags
 from tests.eval.fake_evaluator import FakeEvaluator
@@ -270,3 +272,32 @@ def test_evaluate_with_an_evaluator_writes_the_three_rows(demo, tmp_path, monkey
   got = task.evaluator_metrics(model, step)
   assert set(got) == {"t2m_rprecision_top1", "t2m_rprecision_top2", "t2m_rprecision_top3", "t2m_fid"}
   assert 0.0 <= got["t2m_rprecision_top1"] <= got["t2m_rprecision_top3"] <= 1.0
+
+
+def test_mirror_arg_sets_the_data_key_only_when_given():
+  assert load_config("llamo", "demo,mirror=1").data.mirror is True
+  # Absent otherwise: configs of runs trained before the key still match (resume).
+  assert "mirror" not in load_config("llamo", "demo").data
+  with pytest.raises(ValueError, match="mirror='yes'"):
+    load_config("llamo", "demo,mirror=yes")
+
+
+def test_mirror_encodes_the_mirrored_twin_of_the_vae_records(demo, tmp_path):
+  """data.mirror: the VAE as trained encodes its records' twin with every train clip mirrored."""
+  vae_dir = tmp_path / "vae"  # a copy, so the shared run's folders stay as they were
+  shutil.copytree(demo["workdir"] / "vae", vae_dir, ignore=shutil.ignore_patterns("latents"))
+  prepared = []
+  for mirror in (False, True):
+    config = llamo_config(demo, **{"data.mirror": mirror, "vae.workdir": str(vae_dir)})
+    task = tasks.get_task(config, tmp_path / f"llamo_{mirror}", sharding.make_mesh(config.mesh.to_dict()))
+    task.prepare()
+    prepared.append(task)
+  assert prepared[1].latents_path == str(vae_dir / "latents" / "synthetic_hml263_mirror_latents")
+  base, mirrored = (records.open_dataset(t.latents_path) for t in prepared)
+  assert mirrored.split_sizes["train"] == 2 * base.split_sizes["train"]
+  assert mirrored.split_sizes["test"] == base.split_sizes["test"]
+  source = mirrored.data_source("train")
+  by_id = {r["clip_id"]: r for r in (records.decode(source[i]) for i in range(len(source)))}
+  twins = [(by_id[i], by_id["M" + i]) for i in by_id if not i.startswith("M")]
+  assert len(twins) == base.split_sizes["train"]
+  assert any(not np.allclose(a["features"], b["features"]) for a, b in twins)
