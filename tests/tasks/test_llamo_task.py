@@ -284,7 +284,7 @@ def test_mirror_arg_sets_the_data_key_only_when_given():
 
 def test_mirror_encodes_the_mirrored_twin_of_the_vae_records(demo, tmp_path):
   """data.mirror: the VAE as trained encodes its records' twin with every train clip mirrored."""
-  vae_dir = tmp_path / "vae"  # a copy, so the shared run's folders stay as they were
+  vae_dir = tmp_path / "vae"  # a copy: the shared run keeps its own latents
   shutil.copytree(demo["workdir"] / "vae", vae_dir, ignore=shutil.ignore_patterns("latents"))
   prepared = []
   for mirror in (False, True):
