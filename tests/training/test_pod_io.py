@@ -147,7 +147,9 @@ def test_records_and_latents_paths_on_gcs(tmp_path):
       (local / "x.gif").write_bytes(b"GIF")
     assert epath.Path("gs://b/samples/x.gif").read_bytes() == b"GIF"
   # The latent records LLaMo trains on live beside the VAE run, gs:// kept (pathlib would give gs:/).
-  task = types.SimpleNamespace(
-      config=ml_collections.ConfigDict({"data": {}, "vae": {"workdir": "gs://b/vae"}}),
-      vae_config=ml_collections.ConfigDict({"data": {"path": "gs://b/records/motion"}}))
-  assert llamo_task.LLaMoTask.latents_path.fget(task) == "gs://b/vae/latents/motion_latents"
+  for mirror, name in ((False, "motion_latents"), (True, "motion_mirror_latents")):
+    task = types.SimpleNamespace(
+        config=ml_collections.ConfigDict({"data": {"mirror": mirror}, "vae": {"workdir": "gs://b/vae"}}),
+        vae_config=ml_collections.ConfigDict({"data": {"path": "gs://b/records/motion"}}))
+    task._motion_records_path = types.MethodType(llamo_task.LLaMoTask._motion_records_path, task)
+    assert llamo_task.LLaMoTask.latents_path.fget(task) == f"gs://b/vae/latents/{name}"
