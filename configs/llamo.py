@@ -92,8 +92,8 @@ def get_config(arg=None):
   if extra.get("mirror") == "1":  # the key only when asked, so runs trained before it still resume
     # Every train clip's left/right mirror (left and right swapped in its captions) joins the
     # latents, encoded by the VAE as trained (records <records name>_mirror, built on first use).
-    # Not in the demo: it scored lower (BENCHMARKS.md, "Smaller batches for more
-    # steps, and mirrored clips").
+    # Not in the demo: sides at chance (BENCHMARKS.md, "Smaller batches for more steps,
+    # mirrored clips, and a second training seed").
     config.data.mirror = True
 
   # ---------------------------------------------------------------- stages (docs/design.md, Staged recipe)
