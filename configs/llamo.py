@@ -38,8 +38,8 @@ def _mesh(name):
 
 
 def get_config(arg=None):
-  preset, extra = parse_arg(arg, "llamo", _LLAMA_PRESETS, ("pretrained", "lm_workdir", "vae_workdir", "mesh",
-                                                                      "mirror"))
+  preset, extra = parse_arg(arg, "llamo", _LLAMA_PRESETS,
+                            ("pretrained", "lm_workdir", "vae_workdir", "mesh", "mirror"))
   demo = preset == "demo"
   paper = preset in ("1b", "3b", "8b")
 
