@@ -85,6 +85,7 @@ def get_config(arg=None):
       b1=0.9, b2=0.99, eps=1e-8, weight_decay=0.0, grad_clip=1.0))
   config.total_steps = ml_collections.FieldReference(400 if kind == "guo" else 500)
   config.grad_accum_steps = 1
+  config.ema_decay = 0.0  # the weight EMA evaluations read (llamo_jax/training/state.py); 0: none
   config.log_every = 50
   config.eval_every = 100
   config.eval_split = "val"

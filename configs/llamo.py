@@ -123,6 +123,9 @@ def get_config(arg=None):
   config.peak_tflops_per_device = 0.0
   config.logical_axis_rules = ml_collections.FieldReference(None, field_type=list)
   config.grad_accum_steps = 1
+  # Decay of the weight EMA that evaluations, sampling and export read (0: none; per stage with
+  # stages.NAME.ema_decay; llamo_jax/training/state.py, "Weight EMA").
+  config.ema_decay = 0.0
 
   config.sampling = ml_collections.ConfigDict(dict(
       prompts=PROMPTS, expect=EXPECT, samples_per_prompt=4, num_captions=12, max_latents=40,

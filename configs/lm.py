@@ -40,6 +40,7 @@ def get_config(arg=None):
       weight_decay=0.01, grad_clip=1.0))
   config.total_steps = 300
   config.grad_accum_steps = 1
+  config.ema_decay = 0.0  # the weight EMA evaluations read (llamo_jax/training/state.py); 0: none
   config.log_every = 25
   config.eval_every = 100
   config.eval_batches = 4

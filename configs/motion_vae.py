@@ -88,6 +88,7 @@ def get_config(arg=None):
     config.stages.clips = ml_collections.ConfigDict(dict(
         steps=clip_steps, data=dict(max_len=196), optimizer=dict(lr=3e-4, warmup_steps=50)))
   config.grad_accum_steps = 1
+  config.ema_decay = 0.0  # the weight EMA evaluations read (llamo_jax/training/state.py); 0: none
   config.log_every = 50
   config.eval_every = 1000 if preset == "tiny" else 10_000
   config.eval_batches = 4

@@ -264,6 +264,8 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Training workdir with checkpoints.")
   flags.DEFINE_string("split", "test", "Split to evaluate.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_enum("weights", "ema", runs.WEIGHTS, "ema: the run's weight EMA where it keeps one (config.ema_decay), "
+                    "else its trained weights; trained: the trained weights.")
   flags.DEFINE_integer("max_len", 196, "Frames per clip evaluated (longer clips are cropped).")
   flags.DEFINE_integer("max_batches", None, "Stop after this many batches (default: all).")
   flags.DEFINE_string("motion", None, "Reconstruct this one motion file (.npy or .bvh) instead.")
@@ -318,7 +320,7 @@ def main(argv):
       sys.exit(f"evaluate: error: --evaluator evaluates LLaMo runs; {workdir} is a {config.get('task')!r} run.")
     try:
       evaluator = evaluator_lib.load_evaluator(f.evaluator)
-      task, model, step = tasks.restore_for_eval(config, workdir, f.step)
+      task, model, step = tasks.restore_for_eval(config, workdir, f.step, f.weights)
       result = evaluate_llamo(task, model, step, workdir, evaluator, f)
     except (InputError, ValueError, FileNotFoundError) as e:
       sys.exit(f"evaluate: error: {e}")
@@ -326,7 +328,7 @@ def main(argv):
     print(f"wrote {workdir / 'eval_t2m.json'}, {workdir / 'eval_m2t.json'}, {workdir / 'eval_table.md'}")
     return
   try:
-    task, model, step = tasks.restore_for_eval(config, workdir, f.step)
+    task, model, step = tasks.restore_for_eval(config, workdir, f.step, f.weights)
   except (InputError, FileNotFoundError) as e:
     sys.exit(f"evaluate: error: {e}")
   if not hasattr(task, "evaluate_split"):

@@ -40,6 +40,8 @@ def define_flags() -> None:
   flags.DEFINE_string("motion", None, "A motion file (.npy joints/features or .bvh) to caption.")
   flags.DEFINE_string("out", None, "Output folder (default: WORKDIR/samples/cli_stepN).")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: the latest).")
+  flags.DEFINE_enum("weights", "ema", runs.WEIGHTS, "ema: the run's weight EMA where it keeps one (config.ema_decay), "
+                    "else its trained weights; trained: the trained weights.")
   flags.DEFINE_integer("seed", 0, "Sampling seed.")
   flags.DEFINE_integer("max_latents", None, "Most latents (4 frames each); default: config.sampling.")
   flags.DEFINE_float("cfg_scale", None, "Classifier-free guidance weight; default: config.sampling.")
@@ -117,7 +119,7 @@ def main(argv):
     config = runs.load_run_config(workdir, task="llamo")
   except (FileNotFoundError, ValueError) as e:
     raise app.UsageError(str(e)) from e
-  task, model, step = tasks.restore_for_eval(config, workdir, f.step)
+  task, model, step = tasks.restore_for_eval(config, workdir, f.step, f.weights)
   model = llamo_lib.for_inference(model)
   out = epath.Path(f.out) if f.out else workdir / "samples" / f"cli_step{step}"
   out.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | epath.P
   return trainer.train_and_evaluate(config, workdir, get_task)
 
 
-def restore_for_eval(config: ml_collections.ConfigDict, workdir: str | epath.Path, step: int | None = None
-                     ) -> tuple[Task, nnx.Module, int]:
-  """(prepared task, model with the checkpoint's weights, step) of a `config.task` run."""
-  return runs.restore(config, workdir, get_task, step)
+def restore_for_eval(config: ml_collections.ConfigDict, workdir: str | epath.Path, step: int | None = None,
+                     weights: str = "ema") -> tuple[Task, nnx.Module, int]:
+  """(prepared task, model with the checkpoint's weights, step) of a `config.task` run (`runs.restore`'s
+  weights: "ema" or "trained")."""
+  return runs.restore(config, workdir, get_task, step, weights)

@@ -20,6 +20,7 @@ from llamo_jax.training import checkpoints
 from llamo_jax.training.stages import stage_at
 from llamo_jax.training.stages import stage_plan
 from llamo_jax.training.state import abstract_of
+from llamo_jax.training.state import ema_model
 from llamo_jax.training.state import init_train_state
 from llamo_jax.training.task import Task
 
@@ -28,6 +29,10 @@ from llamo_jax.training.task import Task
 # only sets how the evaluations sample (e.g. a knob added later, such as flow_dtype).
 RESUMABLE_CHANGES = ("total_steps", "log_every", "eval_every", "eval_batches", "eval_renders", "checkpoint_every",
                      "max_checkpoints", "async_checkpoints", "stop_after_steps", "t2m_eval", "sampling")
+
+# Trainer keys added after runs were trained, with the value that behaves as their absence: a
+# config.json without one (at any depth: a pipeline's parts) resumes under a config that holds it.
+ADDED_KEYS = {"ema_decay": 0.0}
 
 # (config, workdir, mesh) -> the Task: a task class, or a registry lookup.
 TaskFactory = Callable[[ml_collections.ConfigDict, epath.Path, jax.sharding.Mesh], Task]
@@ -112,7 +117,7 @@ def check_config_against_workdir(config: ml_collections.ConfigDict, workdir: epa
       tmp.write_text(json.dumps(current, indent=2, sort_keys=True))
       tmp.rename(path)
     return
-  previous = _read_json(path)
+  previous, current = _without_added_defaults(_read_json(path)), _without_added_defaults(current)
   changed = sorted(k for k in set(previous) | set(current)
                    if k not in RESUMABLE_CHANGES and previous.get(k) != current.get(k))
   if changed:
@@ -121,9 +126,26 @@ def check_config_against_workdir(config: ml_collections.ConfigDict, workdir: epa
         "Use a new --workdir, or pass the same config to resume that run.")
 
 
+WEIGHTS = ("ema", "trained")
+
+
+def _without_added_defaults(value):
+  """A config dict without the ADDED_KEYS that hold their default, at any depth."""
+  if not isinstance(value, dict):
+    return value
+  return {k: _without_added_defaults(v) for k, v in value.items()
+          if not (k in ADDED_KEYS and v == ADDED_KEYS[k])}
+
+
 def restore(config: ml_collections.ConfigDict, workdir: str | epath.Path, make_task: TaskFactory,
-            step: int | None = None) -> tuple[Task, nnx.Module, int]:
-  """(prepared task, model with the checkpoint's weights, step) of a training workdir (latest step by default)."""
+            step: int | None = None, weights: str = "ema") -> tuple[Task, nnx.Module, int]:
+  """(prepared task, model with the checkpoint's weights, step) of a training workdir (latest step by default).
+
+  weights: "ema" (the weight EMA where the run keeps one, llamo_jax/training/state.py; else the
+  trained weights) or "trained" (the weights the optimizer left, also where there is an EMA).
+  """
+  if weights not in WEIGHTS:
+    raise ValueError(f"weights={weights!r}: choose {' or '.join(WEIGHTS)}.")
   workdir = paths.absolute(workdir)
   ckpt = checkpoints.Checkpointer(workdir / "checkpoints", async_save=False)
   step = ckpt.latest_step if step is None else step
@@ -140,7 +162,9 @@ def restore(config: ml_collections.ConfigDict, workdir: str | epath.Path, make_t
     graphdef, state, _, _ = init_train_state(config, task, mesh, rules, stage)
     state, _ = ckpt.restore(step, abstract_of(state), None)
   ckpt.close()
-  return task, nnx.merge(graphdef, state["params"], state["frozen"]), step
+  if weights == "trained":
+    state.pop("ema", None)
+  return task, ema_model(graphdef, state), step
 
 
 def resolve_workdir(config: ml_collections.ConfigDict, workdir: epath.Path) -> ml_collections.ConfigDict:

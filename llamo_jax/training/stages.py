@@ -17,6 +17,9 @@ class Stage:
   end: int
   optimizer: ml_collections.ConfigDict
   settings: ml_collections.ConfigDict
+  # Decay of the exponential moving average of the weights this stage trains (0: the average is the
+  # weights themselves); see llamo_jax/training/state.py, "Weight EMA".
+  ema_decay: float = 0.0
 
 
 def stage_plan(config: ml_collections.ConfigDict) -> list[Stage]:
@@ -27,7 +30,8 @@ def stage_plan(config: ml_collections.ConfigDict) -> list[Stage]:
   mix). Without `stage_order` the run is one stage "main" of `total_steps`.
   """
   if not config.get("stage_order", None):
-    return [Stage(0, "main", 0, int(config.total_steps), config.optimizer, ml_collections.ConfigDict())]
+    return [Stage(0, "main", 0, int(config.total_steps), config.optimizer, ml_collections.ConfigDict(),
+                  _ema_decay(config.get("ema_decay", 0.0), "config.ema_decay"))]
   unknown = set(config.stages.keys()) - set(config.stage_order)
   if unknown:
     raise ValueError(f"config.stages has {sorted(unknown)} which config.stage_order={tuple(config.stage_order)} "
@@ -43,9 +47,18 @@ def stage_plan(config: ml_collections.ConfigDict) -> list[Stage]:
     optimizer = config.optimizer.copy_and_resolve_references()
     with optimizer.unlocked():
       optimizer.update(settings.get("optimizer", ml_collections.ConfigDict()))
-    plan.append(Stage(i, name, start, start + steps, optimizer, settings))
+    decay = _ema_decay(settings.get("ema_decay", config.get("ema_decay", 0.0)),
+                       f"config.stages.{name}.ema_decay" if "ema_decay" in settings else "config.ema_decay")
+    plan.append(Stage(i, name, start, start + steps, optimizer, settings, decay))
     start += steps
   return plan
+
+
+def _ema_decay(value, key: str) -> float:
+  if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+    raise ValueError(f"{key}={value!r} is out of range: the weight EMA's decay must be in [0, 1) "
+                     f"(0 turns it off; e.g. --{key}=0.995 averages over about 200 steps).")
+  return float(value)
 
 
 def stage_at(plan: list[Stage], step: int, saved_stage: str | None = None) -> Stage:

@@ -1,4 +1,14 @@
-"""Train state of a stage, built already sharded: model, trainable/frozen split, optimizer state."""
+"""Train state of a stage, built already sharded: model, trainable/frozen split, optimizer state.
+
+Weight EMA: where a stage sets `ema_decay` (config.ema_decay, or config.stages.NAME.ema_decay),
+the state also carries `ema`, an exponential moving average of every parameter that some stage
+of the run trains (one tree for the whole run, so its checkpoints restore in any stage). A
+stage's step averages the parameters it trains, ema = d * ema + (1 - d) * params, with
+d = min(ema_decay, (1 + n) / (10 + n)) at the stage's n-th step; the others keep their value.
+Training never reads the average: the trained weights are those of a run without it. The
+evaluations during training, and every restore for use (`runs.restore`: sampling, evaluation,
+export), read the model with the average in place of the trained weights (`ema_model`).
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -24,21 +34,51 @@ def build_model(config: ml_collections.ConfigDict, task: Task, mesh: jax.shardin
   return model
 
 
-def stage_state(task: Task, model: nnx.Module, stage: Stage, mesh: jax.sharding.Mesh, step: int
+def ema_filter(config: ml_collections.ConfigDict, task: Task) -> Any | None:
+  """The nnx filter of the parameters the weight EMA tracks: those any stage of the run trains
+  (module docstring). None where no stage keeps an EMA. Leaves the task's stage unset: callers
+  set it (`stage_state`)."""
+  plan = stage_plan(config)
+  if not any(stage.ema_decay for stage in plan):
+    return None
+  filters = []
+  for stage in plan:
+    task.set_stage(stage)
+    filters.append(task.trainable)
+  return nnx.Any(*filters)
+
+
+def stage_state(task: Task, model: nnx.Module, stage: Stage, mesh: jax.sharding.Mesh, step: int,
+                averaged: Any | None = None, ema: nnx.State | None = None
                 ) -> tuple[nnx.GraphDef, dict[str, Any], optax.GradientTransformation, optax.Schedule]:
-  """Train state {step, params, opt_state, frozen} of `model` for `stage` (the task is set to it).
+  """Train state {step, params, opt_state, frozen[, ema]} of `model` for `stage` (the task is set to it).
 
   Only `task.trainable` params get optimizer state, created in their shardings; the
   rest is carried frozen. Called at the start of every stage with the previous
   stage's weights, so each stage starts with a fresh optimizer over its own partition.
+  With `averaged` (`ema_filter`'s filter) the state carries the weight EMA: `ema`, the previous
+  stage's, or else a copy of the model's weights.
   """
+  if averaged is not None and ema is None:
+    ema = jax.tree.map(lambda x: x.copy(), nnx.split(model, averaged, ...)[1])  # own buffers: donated
   task.set_stage(stage)
   graphdef, params, frozen = _split_for_stage(model, task, stage)
   tx, schedule, opt_shardings, replicated = _optimizer_layout(stage, params, mesh)
   opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
   state = {"step": jax.device_put(jnp.asarray(step, jnp.int32), replicated),
            "params": params, "opt_state": opt_state, "frozen": frozen}
+  if averaged is not None:
+    state["ema"] = ema
   return graphdef, state, tx, schedule
+
+
+def ema_model(graphdef: nnx.GraphDef, state: dict[str, Any]) -> nnx.Module:
+  """The model of a train state, with the weight EMA in place of the trained weights where the
+  state keeps one (module docstring)."""
+  model = nnx.merge(graphdef, state["params"], state["frozen"])
+  if "ema" in state:
+    nnx.update(model, state["ema"])
+  return model
 
 
 def abstract_stage_state(config: ml_collections.ConfigDict, task: Task, stage: Stage,
@@ -47,6 +87,7 @@ def abstract_stage_state(config: ml_collections.ConfigDict, task: Task, stage: S
   """`stage_state` of a fresh model as ShapeDtypeStructs with their shardings: nothing is
   allocated (ahead-of-time compiles, llamo_jax/train_compile.py). Same layout as the
   trainer's state: same split, optimizer and shardings."""
+  averaged = ema_filter(config, task)
   task.set_stage(stage)
   # jax.eval_shape, not nnx.eval_shape (see sharding.abstract_state); the graphdef is static.
   graphdef, params, frozen = jax.eval_shape(
@@ -64,6 +105,9 @@ def abstract_stage_state(config: ml_collections.ConfigDict, task: Task, stage: S
       opt_shardings, jax.eval_shape(tx.init, params))
   state = {"step": jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated),
            "params": params, "opt_state": opt_state, "frozen": frozen}
+  if averaged is not None:
+    state["ema"] = with_shardings(jax.eval_shape(
+        lambda: nnx.split(task.make_model(nnx.Rngs(config.seed)), averaged, ...)[1]))
   return graphdef, state, tx, schedule
 
 
@@ -100,8 +144,9 @@ def init_train_state(config: ml_collections.ConfigDict, task: Task, mesh: jax.sh
                                 optax.Schedule]:
   """Fresh train state of `stage` (default: the first), every array created in its sharding."""
   stage = stage_plan(config)[0] if stage is None else stage
+  averaged = ema_filter(config, task)
   task.set_stage(stage)
-  return stage_state(task, build_model(config, task, mesh, rules), stage, mesh, stage.start)
+  return stage_state(task, build_model(config, task, mesh, rules), stage, mesh, stage.start, averaged)
 
 
 def abstract_of(tree: Any) -> Any:

@@ -37,10 +37,11 @@ from llamo_jax.training.task import Task
 
 def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransformation,
                     schedule: optax.Schedule, grad_accum_steps: int, base_rng: int | jax.Array,
-                    stage_start: int = 0):
+                    stage_start: int = 0, ema_decay: float = 0.0):
   """The pure train step: (state, batch) -> (state, metrics). Jitted by the caller.
 
-  The schedule runs on steps since `stage_start` (each stage has a fresh optimizer).
+  The schedule runs on steps since `stage_start` (each stage has a fresh optimizer). A state
+  with `ema` gets its weight EMA updated at `ema_decay` (llamo_jax/training/state.py).
   `base_rng`: a key, or an int seed made into one inside the step (then nothing runs
   eagerly: train_compile traces for devices it cannot run on).
   """
@@ -78,9 +79,20 @@ def make_train_step(task: Task, graphdef: nnx.GraphDef, tx: optax.GradientTransf
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm) & _all_finite(params)
     metrics = dict(metrics, loss=loss, grad_norm=grad_norm, lr=schedule(step - stage_start), finite=finite)
     new_state = dict(state, step=step + 1, params=params, opt_state=opt_state)
+    if "ema" in state:
+      new_state["ema"] = _update_ema(state["ema"], params, task.trainable, ema_decay, step - stage_start)
     return new_state, metrics
 
   return train_step
+
+
+def _update_ema(ema: nnx.State, params: nnx.State, trained: Any, decay: float, n: jax.Array) -> nnx.State:
+  """`ema` with the entries of `params` (those `trained` selects) moved towards them: d * ema +
+  (1 - d) * params, d = min(decay, (1 + n) / (10 + n)) at a stage's n-th step; the rest as it was."""
+  d = jnp.minimum(decay, (1.0 + n) / (10.0 + n))
+  moving, rest = nnx.split_state(ema, trained, ...)
+  moving = jax.tree.map(lambda e, p: (d * e + (1 - d) * p).astype(e.dtype), moving, params)
+  return nnx.merge_state(moving, rest)
 
 
 def _all_finite(tree: Any) -> jax.Array:
@@ -105,7 +117,7 @@ def compile_train_step(config: ml_collections.ConfigDict, task: Task, stage: Sta
   sharding.check_global_batch(next(iter(jax.tree.leaves(batch))).shape[0], mesh, rules, accum)
   state_shardings = jax.tree.map(lambda x: x.sharding, state)
   step_fn = jax.jit(
-      make_train_step(task, graphdef, tx, schedule, accum, int(config.seed), stage.start),
+      make_train_step(task, graphdef, tx, schedule, accum, int(config.seed), stage.start, stage.ema_decay),
       in_shardings=(state_shardings, sharding.batch_sharding(mesh, rules)),
       out_shardings=(state_shardings, None),
       donate_argnums=(0,))

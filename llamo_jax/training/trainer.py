@@ -30,6 +30,8 @@ from llamo_jax.training.stages import stage_at
 from llamo_jax.training.stages import stage_plan
 from llamo_jax.training.state import abstract_of
 from llamo_jax.training.state import build_model
+from llamo_jax.training.state import ema_filter
+from llamo_jax.training.state import ema_model
 from llamo_jax.training.state import stage_state
 
 NonFiniteError = checkpoints.NonFiniteError  # a logged metric or the train state became NaN/inf
@@ -153,7 +155,8 @@ def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures, ma
   hooks = [periodic_actions.ReportProgress(num_train_steps=total_steps, writer=writer,
                                            every_steps=config.log_every)]
   preemption = preemption_lib.PreemptionWatcher()
-  model, last_metrics = None, {}
+  model, ema, last_metrics = None, None, {}
+  averaged = ema_filter(config, task)
   try:
     for stage in plan[first_stage.index:]:
       # ---------------------------------------------------------------- state of this stage
@@ -162,8 +165,8 @@ def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures, ma
         log_overview = True
       else:
         log_overview = False
-      graphdef, state, tx, schedule = stage_state(task, model, stage, mesh, stage.start)
-      del model  # its arrays now live in `state` (and get donated to the step)
+      graphdef, state, tx, schedule = stage_state(task, model, stage, mesh, stage.start, averaged, ema)
+      del model, ema  # their arrays now live in `state` (and get donated to the step)
       if log_overview and jax.process_index() == 0:
         parameter_overview.log_parameter_overview(nnx.to_pure_dict(state["params"]),
                                                   msg=f"trainable parameters ({stage.name})")
@@ -185,7 +188,7 @@ def _run_from(config, mesh, rules, task, writer, ckpt, resume_step, failures, ma
                                            ckpt, writer, hooks, preemption, mesh, rules, last_metrics, make_task)
       if stopped is None:
         break
-      model = stopped
+      model, ema = stopped
   finally:
     ckpt.close()
     writer.flush()
@@ -197,11 +200,12 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
                  preemption, mesh, rules, last_metrics, make_task):
   """Runs `stage` from the state's step to its end.
 
-  Returns (the model after the stage, or None if the run stopped early; last metrics).
+  Returns ((the model after the stage, its weight EMA or None), or None if the run stopped
+  early; last metrics).
   """
   step = int(jax.device_get(state["step"]))
   if step >= stage.end:
-    return nnx.merge(graphdef, state["params"], state["frozen"]), last_metrics
+    return (nnx.merge(graphdef, state["params"], state["frozen"]), state.get("ema")), last_metrics
 
   # ------------------------------------------------------------------ train step
   batch = next(train_iter)
@@ -242,7 +246,7 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
       writer.write_scalars(step, scalars)
       history, t_log = [], time.time()
     if config.get("eval_every", 0) and (step % config.eval_every == 0 or step == stage.end):
-      eval_metrics = task.evaluate(nnx.merge(graphdef, state["params"], state["frozen"]), step, writer)
+      eval_metrics = task.evaluate(ema_model(graphdef, state), step, writer)
       if eval_metrics:
         writer.write_scalars(step, {f"eval/{k}": v for k, v in eval_metrics.items()})
     # The SIGTERM check is collective across hosts: on multi-host runs do it at log steps only.
@@ -257,4 +261,4 @@ def _train_stage(config, task, stage, graphdef, state, tx, schedule, train_iter,
       return None, last_metrics
     if step < stage.end:
       batch = next(train_iter)
-  return nnx.merge(graphdef, state["params"], state["frozen"]), last_metrics
+  return (nnx.merge(graphdef, state["params"], state["frozen"]), state.get("ema")), last_metrics

@@ -57,9 +57,11 @@ def llamo_config(demo, **overrides):
   return override(config, **overrides)
 
 
-def restore_params(demo, step):
-  """Flat {path: array} of every param (trainable and frozen) of the demo's LLaMo at `step`."""
-  _, model, _ = tasks.restore_for_eval(llamo_config(demo), demo["workdir"] / "llamo", step)
+def restore_params(demo, step=None, workdir=None, weights="ema", **overrides):
+  """Flat {path: array} of every param (trainable and frozen) of the demo's LLaMo (or of the run in
+  `workdir`) at `step`."""
+  _, model, _ = tasks.restore_for_eval(llamo_config(demo, **overrides), workdir or demo["workdir"] / "llamo",
+                                       step, weights)
   flat = traverse_util.flatten_dict(nnx.state(model, nnx.Param).to_pure_dict())
   return {".".join(map(str, k)): np.asarray(v) for k, v in flat.items()}
 
@@ -130,6 +132,20 @@ def test_killed_llamo_run_resumes_to_identical_losses(demo, tmp_path):
   assert sorted(resumed) == list(range(1, 7))
   for step in range(1, 7):
     np.testing.assert_allclose(resumed[step], straight[step], rtol=1e-6, err_msg=f"step {step}")
+
+
+def test_weight_ema_averages_what_each_stage_trains_and_leaves_training_alone(demo, tmp_path):
+  workdir = tmp_path / "llamo"
+  tasks.train_and_evaluate(llamo_config(demo, eval_every=0, ema_decay=0.9), workdir)
+  trained = restore_params(demo, workdir=workdir, weights="trained", ema_decay=0.9)
+  ema = restore_params(demo, workdir=workdir, ema_decay=0.9)
+  for k, v in restore_params(demo, 6).items():  # the run without an EMA
+    np.testing.assert_allclose(trained[k], v, rtol=1e-6, atol=1e-7, err_msg=k)
+  moved = {k for k in ema if not np.array_equal(ema[k], trained[k])}
+  # joint trained the motion expert and anneal the heads: each one's average lags; the text path
+  # is trained by no stage and stays the base model's.
+  assert any(k.startswith("layers.motion.") for k in moved) and any(k.startswith("flow_head.") for k in moved)
+  assert not any(k.startswith(("layers.text.", "embed.", "final_norm.")) for k in moved)
 
 
 def test_resume_refuses_a_checkpoint_from_an_unknown_stage(demo, tmp_path):

@@ -1,8 +1,10 @@
 """End-to-end trainer tests: a few steps, checkpoint, kill, resume, identical losses."""
 import pathlib
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from helpers import load_config, override, scalars
 from llamo_jax import tasks
@@ -83,3 +85,24 @@ def test_gradient_accumulation_equals_the_full_batch():
   np.testing.assert_allclose(m4["grad_norm"], m1["grad_norm"], rtol=1e-6)
   for a, b in zip(jax.tree.leaves(s1["params"]), jax.tree.leaves(s4["params"])):
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+
+def _restored_params(config, workdir, weights):
+  _, model, _ = tasks.restore_for_eval(config, workdir, weights=weights)
+  return nnx.to_pure_dict(nnx.state(model, nnx.Param))
+
+
+def test_weight_ema_lags_the_weights_and_survives_a_kill(caption_corpus_dir, tmp_path):
+  config = tiny_lm_config(caption_corpus_dir, ema_decay=0.5)
+  straight = tmp_path / "straight"
+  tasks.train_and_evaluate(config, straight)
+  ema = _restored_params(config, straight, "ema")
+  gaps = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), ema, _restored_params(config, straight, "trained"))
+  assert max(jax.tree.leaves(gaps)) > 1e-4, "the EMA of six steps at decay 0.5 must lag the trained weights"
+
+  interrupted = tmp_path / "interrupted"
+  tasks.train_and_evaluate(tiny_lm_config(caption_corpus_dir, ema_decay=0.5, stop_after_steps=3), interrupted)
+  tasks.train_and_evaluate(config, interrupted)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), ema,
+               _restored_params(config, interrupted, "ema"))
