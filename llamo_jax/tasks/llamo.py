@@ -95,7 +95,13 @@ class LLaMoTask(task_lib.Task):
       if not cfg.base.get("lm_workdir", ""):
         raise FileNotFoundError(f"config.base.pretrained={pretrained_dir} is not a pretrained dir; create it "
                                 "with `python -m llamo_jax.import_llm` or set config.base.lm_workdir.")
-      export_lm_workdir(cfg.base.lm_workdir, pretrained_dir)
+      try:
+        export_lm_workdir(cfg.base.lm_workdir, pretrained_dir)
+      except pretrained.PretrainedDirError:
+        if not pretrained.is_pretrained_dir(pretrained_dir):
+          raise
+        # Another run from the same LM (a sweep's points start together) wrote it first.
+        logging.info("%s was exported by another run meanwhile; using it", pretrained_dir)
 
     # The motion VAE: restored for encoding latents and decoding samples.
     self.vae_config = runs.load_run_config(cfg.vae.workdir, task="motion_vae")

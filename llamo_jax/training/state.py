@@ -75,9 +75,12 @@ def stage_state(task: Task, model: nnx.Module, stage: Stage, mesh: jax.sharding.
 def ema_model(graphdef: nnx.GraphDef, state: dict[str, Any]) -> nnx.Module:
   """The model of a train state, with the weight EMA in place of the trained weights where the
   state keeps one (module docstring)."""
-  model = nnx.merge(graphdef, state["params"], state["frozen"])
-  if "ema" in state:
-    nnx.update(model, state["ema"])
+  if "ema" not in state:
+    return nnx.merge(graphdef, state["params"], state["frozen"])
+  # New Variables (the arrays are shared): merged without a copy, the model's Variables are the
+  # state's, and the update would write the average into the weights being trained.
+  model = nnx.merge(graphdef, state["params"], state["frozen"], copy=True)
+  nnx.update(model, state["ema"])
   return model
 
 

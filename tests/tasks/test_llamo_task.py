@@ -148,6 +148,19 @@ def test_weight_ema_averages_what_each_stage_trains_and_leaves_training_alone(de
   assert not any(k.startswith(("layers.text.", "embed.", "final_norm.")) for k in moved)
 
 
+def test_an_lm_export_another_run_finished_first_is_used(demo, tmp_path, monkeypatch):
+  out = tmp_path / "pretrained"
+
+  def export_that_loses_the_race(lm_workdir, out_dir):  # the other run's rename lands first
+    shutil.copytree(demo["workdir"] / "lm" / "pretrained", out_dir)
+    raise pretrained.PretrainedDirError(f"{out_dir} already contains a pretrained checkpoint")
+
+  monkeypatch.setattr(llamo_task, "export_lm_workdir", export_that_loses_the_race)
+  config = llamo_config(demo, **{"base.pretrained": str(out)})
+  llamo_task.LLaMoTask(config, tmp_path / "run", sharding.make_mesh(config.mesh.to_dict())).prepare()
+  assert pretrained.is_pretrained_dir(out)
+
+
 def test_resume_refuses_a_checkpoint_from_an_unknown_stage(demo, tmp_path):
   workdir = tmp_path / "llamo"
   shutil.copytree(demo["workdir"] / "llamo", workdir)

@@ -11,6 +11,7 @@ from flax import nnx
 from llamo_jax.training import runs
 from llamo_jax.training import train_step
 from llamo_jax.training.stages import stage_plan
+from llamo_jax.training.state import ema_model
 
 
 class _Two(nnx.Module):
@@ -27,6 +28,15 @@ def test_the_update_moves_only_the_trained_entries_with_a_warming_decay():
     out = train_step._update_ema(ema, params, trained, 0.99, jnp.asarray(n))
     np.testing.assert_allclose(out["a"].value, np.full(2, 1 - decay), rtol=1e-6)
     np.testing.assert_array_equal(out["b"].value, np.full(2, 5.0))
+
+
+def test_the_model_with_the_average_leaves_the_trained_weights_alone():
+  graphdef, params = nnx.split(_Two())
+  state = {"params": params, "frozen": nnx.State({}), "ema": nnx.State({"a": nnx.Param(jnp.full((2,), 7.0))})}
+  model = ema_model(graphdef, state)
+  np.testing.assert_array_equal(model.a[...], np.full(2, 7.0))
+  np.testing.assert_array_equal(model.b[...], np.full(2, 5.0))
+  np.testing.assert_array_equal(state["params"]["a"][...], np.zeros(2))  # what the next step trains
 
 
 def _staged(ema_decay=0.0, **stage_decays):

@@ -93,16 +93,22 @@ def _restored_params(config, workdir, weights):
   return nnx.to_pure_dict(nnx.state(model, nnx.Param))
 
 
-def test_weight_ema_lags_the_weights_and_survives_a_kill(caption_corpus_dir, tmp_path):
-  config = tiny_lm_config(caption_corpus_dir, ema_decay=0.5)
-  straight = tmp_path / "straight"
+def test_weight_ema_lags_the_weights_leaves_training_alone_and_survives_a_kill(caption_corpus_dir, tmp_path):
+  plain_config = tiny_lm_config(caption_corpus_dir, eval_every=2)  # evaluations read the average
+  config = tiny_lm_config(caption_corpus_dir, eval_every=2, ema_decay=0.5)
+  plain, straight = tmp_path / "plain", tmp_path / "straight"
+  tasks.train_and_evaluate(plain_config, plain)
   tasks.train_and_evaluate(config, straight)
+  trained = _restored_params(config, straight, "trained")
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), trained,
+               _restored_params(plain_config, plain, "ema"))
   ema = _restored_params(config, straight, "ema")
-  gaps = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), ema, _restored_params(config, straight, "trained"))
+  gaps = jax.tree.map(lambda a, b: float(np.abs(a - b).max()), ema, trained)
   assert max(jax.tree.leaves(gaps)) > 1e-4, "the EMA of six steps at decay 0.5 must lag the trained weights"
 
   interrupted = tmp_path / "interrupted"
-  tasks.train_and_evaluate(tiny_lm_config(caption_corpus_dir, ema_decay=0.5, stop_after_steps=3), interrupted)
+  tasks.train_and_evaluate(tiny_lm_config(caption_corpus_dir, eval_every=2, ema_decay=0.5, stop_after_steps=3),
+                           interrupted)
   tasks.train_and_evaluate(config, interrupted)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7), ema,
                _restored_params(config, interrupted, "ema"))
